@@ -1,0 +1,74 @@
+"""Where things live. The one place that builds project paths; nothing else hard-codes a folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MARKERS = ("_toc.yml", "pyproject.toml")
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project's top folder.
+
+    `$AGEGENDER_ROOT` when set; else the nearest folder at or above `start` (default: the working
+    directory, so notebooks run from `book/` find it) holding `_toc.yml` and `pyproject.toml`; else
+    the checkout this package was installed from in editable mode; else the working directory.
+    """
+    if env := os.environ.get("AGEGENDER_ROOT"):
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    source_checkout = Path(__file__).resolve().parents[2]
+    for candidate in (here, *here.parents, source_checkout):
+        if all((candidate / marker).is_file() for marker in MARKERS):
+            return candidate
+    return here
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The project's folders.
+
+    `data` holds what is large and derived from outside (raw images, caches, downloads; never
+    committed) and can live elsewhere (`--data-dir`, `$AGEGENDER_DATA_DIR`). The split file is part
+    of the project and always lives under `root`.
+    """
+
+    root: Path
+    data: Path
+
+    @classmethod
+    def default(cls, data_dir: str | Path | None = None, root: Path | None = None) -> Paths:
+        root = root or project_root()
+        data_dir = data_dir or os.environ.get("AGEGENDER_DATA_DIR") or root / "data"
+        return cls(root=root, data=Path(data_dir).resolve())
+
+    @property
+    def raw(self) -> Path:
+        return self.data / "raw"
+
+    @property
+    def images(self) -> Path:
+        return self.raw / "UTKFace"
+
+    @property
+    def images_stamp(self) -> Path:
+        """Where `data prepare` records which source the images came from."""
+        return self.raw / "UTKFace.source.json"
+
+    @property
+    def downloads(self) -> Path:
+        return self.data / "downloads"
+
+    @property
+    def cache(self) -> Path:
+        return self.data / "cache"
+
+    @property
+    def split_file(self) -> Path:
+        return self.root / "data" / "splits" / "utkface.csv"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"

@@ -1,0 +1,77 @@
+"""UTKFace labels: parse `[age]_[gender]_[race]_[datetime].jpg.chip.jpg` names, and the label vocabulary.
+
+Real UTKFace names are not all well formed (a missing race field, a stray space, a missing dot,
+timestamps of odd length). A name is accepted when its age and gender can be read unambiguously;
+race is recorded as unknown when the field is absent. Everything else is rejected with a reason
+taken from a fixed set, so rejections can be counted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_AGE = 116
+GENDERS = ("male", "female")  # label 0, 1
+RACES = ("White", "Black", "Asian", "Indian", "Others")  # label 0..4
+# (low, high) inclusive; used for stratification and for per-band evaluation.
+AGE_BANDS = ((0, 12), (13, 19), (20, 39), (40, 59), (60, MAX_AGE))
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+_TIMESTAMP = re.compile(r"\d{8,}")
+
+
+class InvalidName(ValueError):
+    """A file name whose labels cannot be read; `reason` is one of a fixed set of strings."""
+
+    def __init__(self, reason: str, name: str):
+        super().__init__(f"{reason}: {name!r}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Labels:
+    age: int
+    gender: int
+    race: int | None  # None when the name has no race field
+
+
+def parse_name(name: str) -> Labels:
+    """Read the labels from one UTKFace file name.
+
+    Args:
+        name: the file's base name, e.g. ``"24_0_1_20170116220224657.jpg.chip.jpg"``.
+
+    Returns:
+        The parsed `Labels`.
+
+    Raises:
+        InvalidName: when age or gender cannot be read unambiguously.
+    """
+    if not name.lower().endswith(IMAGE_SUFFIXES):
+        raise InvalidName("not an image file name", name)
+    fields = [field.strip() for field in name.split(".", 1)[0].split("_")]
+    if len(fields) < 2:
+        raise InvalidName("too few name fields", name)
+    age, gender, third = fields[0], fields[1], (fields[2] if len(fields) > 2 else "")
+    if not age.isdigit():
+        raise InvalidName("age is not a number", name)
+    if int(age) > MAX_AGE:
+        raise InvalidName(f"age outside 0-{MAX_AGE}", name)
+    if gender not in ("0", "1"):
+        raise InvalidName("gender is not 0 or 1", name)
+    if third.isdigit() and len(third) == 1 and int(third) < len(RACES):
+        race = int(third)
+    elif len(fields) == 2 or (len(fields) == 3 and _TIMESTAMP.fullmatch(third)):
+        race = None  # no race field; a third field, when there is one, is the timestamp
+    else:
+        raise InvalidName("race is not 0-4", name)
+    return Labels(age=int(age), gender=int(gender), race=race)
+
+
+def age_band(age: int) -> str:
+    """The label of the `AGE_BANDS` interval that holds `age`, e.g. ``"20-39"`` or ``"60+"``."""
+    for low, high in AGE_BANDS:
+        if low <= age <= high:
+            return f"{low}+" if high == MAX_AGE else f"{low}-{high}"
+    raise ValueError(f"age must be within 0-{MAX_AGE}. Received: age={age}")
