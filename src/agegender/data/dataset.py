@@ -1,0 +1,160 @@
+"""The data layer's entry points: `prepare` the dataset, `report` on it, serve `batches` to Keras."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agegender.config import Paths
+from agegender.data import cache, manifest, sources
+from agegender.data import split as splits
+from agegender.errors import DataError
+from agegender.files import file_sha256, write_json_atomic
+
+
+@dataclass
+class UTKFace:
+    """The prepared dataset: the files on disk (`manifest`) checked against the committed `split`."""
+
+    paths: Paths
+    manifest: pd.DataFrame
+    split: pd.DataFrame
+    check: splits.SplitCheck
+    policy: dict
+
+    def image_cache(self, size: int, color: str = "rgb") -> cache.ImageCache:
+        """The split's images decoded at `size` px (built on first use, then memory-mapped)."""
+        return cache.build_image_cache(self.split, self.paths.images, self.paths.cache,
+                                       size=size, color=color)
+
+    def rows(self, which: str, max_images: int | None = None, seed: int = 0) -> np.ndarray:
+        """Indices (into `split` and the image cache) of one split, optionally a fixed subset.
+
+        The subset is the first `max_images` rows in an order set by hashing `seed` with each file
+        name, so it is the same on every machine and grows by adding rows.
+        """
+        if which not in splits.SPLITS:
+            raise ValueError(f"which must be one of {splits.SPLITS}. Received: which={which!r}")
+        rows = np.flatnonzero(self.split["split"].to_numpy() == which)
+        if max_images is not None:
+            if not isinstance(max_images, int) or max_images < 1:
+                raise ValueError(f"max_images must be a positive integer or None. "
+                                 f"Received: max_images={max_images!r}")
+            files = self.split["file"].to_numpy()
+            keys = [hashlib.sha256(f"{seed}:{files[r]}".encode()).hexdigest() for r in rows]
+            rows = np.sort(rows[np.argsort(keys, kind="stable")[:max_images]])
+        return rows
+
+    def batches(self, which: str, *, size: int, color: str = "rgb", batch_size: int = 64,
+                max_images: int | None = None, shuffle: bool | None = None, seed: int = 0,
+                **kwargs):
+        """A `FaceBatches` loader of one split.
+
+        Args:
+            which: ``"train"``, ``"val"`` or ``"test"``.
+            size: image side in pixels.
+            color: ``"rgb"`` or ``"grey"``.
+            batch_size: images per batch; the last batch is never dropped.
+            max_images: use a fixed subset of at most this many images (see `rows`).
+            shuffle: default True for train; val and test are never shuffled.
+            seed: seed of the subset and of the shuffling.
+            **kwargs: passed to `FaceBatches` (`workers`, `dtype`, ...).
+        """
+        from agegender.data.loader import FaceBatches
+
+        shuffle = which == "train" if shuffle is None else shuffle
+        if shuffle and which != "train":
+            raise ValueError(f"{which} batches are never shuffled. Received: shuffle=True")
+        images = self.image_cache(size, color)
+        return FaceBatches(images.images, self.rows(which, max_images, seed),
+                           self.split["age"].to_numpy(), self.split["gender"].to_numpy(),
+                           self.split["file"].to_numpy(), batch_size=batch_size, shuffle=shuffle,
+                           seed=seed, **kwargs)
+
+
+def prepare(paths: Paths | None = None, source: str | None = None, *, sha256: str | None = None,
+            new_split: bool = False, duplicates: str = "one", conflicts: str = "exclude",
+            fractions: tuple[float, float, float] = splits.DEFAULT_FRACTIONS,
+            seed: int = splits.DEFAULT_SEED) -> UTKFace:
+    """Get the images, check every file, and make or check the split.
+
+    Args:
+        paths: the project's folders (default `Paths.default()`).
+        source: where UTKFace comes from (see `sources.prepare_images`).
+        sha256: checksum of a downloaded archive.
+        new_split: write a new split file from the files on disk; otherwise the committed split is
+            used and a split is only written when none exists. The policy arguments below only
+            apply to a new split; a committed split keeps the policy recorded beside it.
+        duplicates, conflicts: the duplicate policy (see `manifest`).
+        fractions, seed: the split's shares and seed (see `split.make_split`).
+
+    Returns:
+        The checked `UTKFace`.
+
+    Raises:
+        DataError: no data, or data that does not match the committed split (with an explanation).
+    """
+    paths = paths or Paths.default()
+    images = sources.prepare_images(paths, source, sha256=sha256)
+    scanned = manifest.scan(images, cache_file=paths.cache / "manifest.csv")
+    policy_file = paths.split_file.with_suffix(".json")
+    if new_split or not paths.split_file.is_file():
+        policy = {"duplicates": duplicates, "conflicts": conflicts,
+                  "fractions": list(fractions), "seed": seed}
+        table = manifest.apply_duplicate_policy(scanned, duplicates=duplicates, conflicts=conflicts)
+        splits.write_split(splits.make_split(table, fractions=fractions, seed=seed),
+                           paths.split_file)
+        write_json_atomic(policy_file, {**policy, "made_from_dataset_sha256":
+                                        manifest.dataset_fingerprint(table)})
+    else:
+        policy = _read_policy(policy_file)
+        table = manifest.apply_duplicate_policy(scanned, duplicates=policy["duplicates"],
+                                                conflicts=policy["conflicts"])
+    split = splits.read_split(paths.split_file)
+    check = splits.check_split(split, table)
+    if not check.ok:
+        raise DataError(check.explain(paths.split_file, images))
+    return UTKFace(paths=paths, manifest=table, split=split, check=check, policy=policy)
+
+
+def report(data: UTKFace) -> dict:
+    """Counts of everything: files seen, rejected by reason, duplicates, conflicts, split sizes."""
+    table = data.manifest
+    accepted = table[table["status"] == "accepted"]
+    groups = accepted.groupby("sha256")
+    sizes = groups.size()
+    cross = data.split.groupby("sha256")["split"].nunique()
+    return {
+        "files": len(table),
+        "accepted": len(accepted),
+        "rejected": {reason: int(n) for reason, n in
+                     table.loc[table["status"] == "rejected", "reason"].value_counts().items()},
+        "unique_images": int(len(sizes)),
+        "duplicate_groups": int((sizes > 1).sum()),
+        "duplicate_files": int((sizes - 1).sum()),
+        "conflicting_groups": int(groups["conflict"].first().sum()),
+        "conflicting_files": int(accepted["conflict"].sum()),
+        "race_unknown": int(accepted["race"].isna().sum()),
+        "used": int(table["use"].sum()),
+        "splits": {name: int((data.split["split"] == name).sum()) for name in splits.SPLITS},
+        "cross_split_duplicate_groups": int((cross > 1).sum()),
+        "new_files_not_in_split": len(data.check.new),
+        "policy": {k: data.policy[k] for k in ("duplicates", "conflicts", "fractions", "seed")},
+        "dataset_sha256": manifest.dataset_fingerprint(table),
+        "split_sha256": file_sha256(data.paths.split_file),
+    }
+
+
+def _read_policy(path: Path) -> dict:
+    try:
+        policy = json.loads(path.read_text())
+        policy["duplicates"], policy["conflicts"]  # noqa: B018 - both must be present
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"Cannot read the split's policy file {path} ({error}). It is committed "
+                        "beside the split; restore it, or make a new split with --new-split.")
+    return policy
