@@ -8,6 +8,7 @@ absolute paths, `..` components, links and device files are refused.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -176,17 +177,22 @@ def download(url: str, folder: Path, *, sha256: str | None = None) -> Path:
         with urlopen(request, timeout=60) as response:
             if done and response.status != 206:
                 done = 0  # the server ignored the range: start again
-            total = int(response.headers.get("Content-Length", 0)) + done or None
+            length = response.headers.get("Content-Length")
+            total = int(length) + done if length is not None else None
             with (open(part, "ab" if done else "wb") as out,
                   tqdm(total=total, initial=done, unit="B", unit_scale=True,
                        desc=f"download {name}") as bar):
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     bar.update(len(chunk))
+        if total is not None and part.stat().st_size < total:
+            raise ConnectionError(f"the connection closed after {part.stat().st_size} of "
+                                  f"{total} bytes")
     except HTTPError as error:
-        if error.code != 416:  # 416: nothing left to fetch, the part is complete
-            raise DataError(f"Download failed: {url} answered HTTP {error.code} {error.reason}.")
-    except (URLError, TimeoutError, ConnectionError) as error:
+        if error.code != 416 or not done:  # 416 on a resume: nothing left, the part is complete
+            raise DataError(f"Download failed: {url} answered HTTP {error.code} "
+                            f"{error.reason}.") from error
+    except (URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
         raise DataError(f"Cannot download {url}: {error}. The partial file {part} is kept; run "
                         "again to resume, or download the archive yourself and pass its path.")
     if sha256 and (actual := file_sha256(part)) != sha256.lower():
