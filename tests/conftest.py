@@ -54,8 +54,14 @@ def write_jpeg(path: Path, seed: int, size: int = 48) -> bytes:
 
 def make_utkface(folder: Path) -> dict[str, list[str]]:
     """Fill `folder` with a small UTKFace look-alike; returns the file names by kind."""
-    kinds: dict[str, list[str]] = {"good": [], "odd": [], "bad_name": [], "bad_content": [],
-                                   "copy": [], "conflict": []}
+    kinds: dict[str, list[str]] = {
+        "good": [],
+        "odd": [],
+        "bad_name": [],
+        "bad_content": [],
+        "copy": [],
+        "conflict": [],
+    }
     seed = 0
     for age in AGES:
         for gender in (0, 1):

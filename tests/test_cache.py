@@ -72,8 +72,9 @@ def test_unreadable_cache_is_reported(split, tmp_path):
         open_image_cache(cache.folder)
 
 
-@pytest.mark.parametrize(("size", "color"), [(4, "rgb"), (2000, "rgb"), (16.0, "rgb"),
-                                             (16, "cmyk")])
+@pytest.mark.parametrize(
+    ("size", "color"), [(4, "rgb"), (2000, "rgb"), (16.0, "rgb"), (16, "cmyk")]
+)
 def test_bad_cache_arguments_are_refused(split, tmp_path, size, color):
     folder, table = split
     with pytest.raises(ValueError, match="Received"):

@@ -65,9 +65,13 @@ def test_keras_trains_and_predicts_from_the_loader():
     batches = make_batches(n=20, batch_size=6, shuffle=True)
     inputs = keras.Input((2, 2, 1))
     flat = keras.layers.Flatten()(inputs)
-    model = keras.Model(inputs, {"age": keras.layers.Dense(1, name="age")(flat),
-                                 "gender": keras.layers.Dense(1, activation="sigmoid",
-                                                              name="gender")(flat)})
+    model = keras.Model(
+        inputs,
+        {
+            "age": keras.layers.Dense(1, name="age")(flat),
+            "gender": keras.layers.Dense(1, activation="sigmoid", name="gender")(flat),
+        },
+    )
     model.compile("adam", loss={"age": "mae", "gender": "binary_crossentropy"})
     history = model.fit(batches, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2

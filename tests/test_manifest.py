@@ -8,7 +8,7 @@ from tests.conftest import BAD_CONTENTS, BAD_NAMES, ODD_BUT_ACCEPTED
 
 
 def test_every_file_is_accepted_or_rejected_with_its_reason(utkface_folder):
-    folder, kinds = utkface_folder
+    folder, _ = utkface_folder
     table = scan(folder).set_index("file")
     assert set(table.index) == {p.name for p in folder.iterdir()}
     rejected = table[table["status"] == "rejected"]["reason"].to_dict()

@@ -125,8 +125,9 @@ def test_malicious_zip_is_refused(project, tmp_path):
     assert not project.images.exists()
 
 
-def test_interrupted_extraction_never_looks_finished(utkface_folder, project, tmp_path,
-                                                     monkeypatch):
+def test_interrupted_extraction_never_looks_finished(
+    utkface_folder, project, tmp_path, monkeypatch
+):
     folder, _ = utkface_folder
     archive = make_tar(tmp_path / "UTKFace.tar.gz", folder)
     real_extract = tarfile.TarFile.extract
@@ -144,8 +145,7 @@ def test_interrupted_extraction_never_looks_finished(utkface_folder, project, tm
     assert not project.images.exists()
     assert list(project.raw.iterdir()) == []
     monkeypatch.setattr(tarfile.TarFile, "extract", real_extract)
-    assert len(list(prepare_images(project, str(archive)).iterdir())) == len(
-        list(folder.iterdir()))
+    assert len(list(prepare_images(project, str(archive)).iterdir())) == len(list(folder.iterdir()))
 
 
 def test_corrupt_archive_is_a_clear_error(project, tmp_path):
@@ -229,15 +229,13 @@ def test_interrupted_download_resumes_where_it_stopped(tmp_path):
 
 
 def test_checksum_mismatch_deletes_the_download(tmp_path):
-    with RangeServer(b"some bytes") as server:
-        with pytest.raises(DataError, match="Checksum mismatch"):
-            download(server.url, tmp_path, sha256="0" * 64)
+    with RangeServer(b"some bytes") as server, pytest.raises(DataError, match="Checksum mismatch"):
+        download(server.url, tmp_path, sha256="0" * 64)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_http_errors_are_clear(tmp_path):
-    with RangeServer(b"payload") as server:
-        with pytest.raises(DataError, match="answered HTTP 404"):
-            download(server.url.replace("UTKFace", "missing"), tmp_path)
+    with RangeServer(b"payload") as server, pytest.raises(DataError, match="answered HTTP 404"):
+        download(server.url.replace("UTKFace", "missing"), tmp_path)
     with pytest.raises(DataError, match="Cannot download"):
         download(server.url, tmp_path)  # the server is gone

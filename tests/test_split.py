@@ -84,11 +84,20 @@ def test_check_split_explains_every_kind_of_mismatch(manifest):
     extra = on_disk[on_disk["file"] == files[3]].assign(file="new.jpg")
     check = check_split(table, pd.concat([on_disk, extra], ignore_index=True))
     assert (check.missing, check.changed, check.unusable, check.new) == (
-        [files[0]], [files[1]], [files[2]], ["new.jpg"])
+        [files[0]],
+        [files[1]],
+        [files[2]],
+        ["new.jpg"],
+    )
     assert not check.ok
     text = check.explain("split.csv", "images")
-    for phrase in ("missing on disk", "sha256 differs", "no longer usable", "not in the split",
-                   "--new-split"):
+    for phrase in (
+        "missing on disk",
+        "sha256 differs",
+        "no longer usable",
+        "not in the split",
+        "--new-split",
+    ):
         assert phrase in text
 
 

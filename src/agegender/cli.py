@@ -17,8 +17,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: nothing half-written was kept; run the command again to resume",
-              file=sys.stderr)
+        print(
+            "interrupted: nothing half-written was kept; run the command again to resume",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -29,21 +31,35 @@ def _parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="get UTKFace, check it, split it, report on it")
     data_commands = data.add_subparsers(required=True, metavar="ACTION")
     prepare = data_commands.add_parser(
-        "prepare", help="fetch or unpack UTKFace, check every file, make or verify the split")
+        "prepare", help="fetch or unpack UTKFace, check every file, make or verify the split"
+    )
     _data_options(prepare)
     prepare.add_argument("--sha256", help="expected sha256 of a downloaded archive")
-    prepare.add_argument("--new-split", action="store_true",
-                         help="write a new split from the files on disk (replaces the committed "
-                              "one; results are then not comparable with the published ones)")
-    prepare.add_argument("--duplicates", choices=("one", "all"), default="one",
-                         help="with --new-split: keep one file per duplicate group, or all copies")
-    prepare.add_argument("--conflicts", choices=("exclude", "first"), default="exclude",
-                         help="with --new-split: drop duplicate groups whose labels disagree, or "
-                              "keep them with the first file's labels")
+    prepare.add_argument(
+        "--new-split",
+        action="store_true",
+        help="write a new split from the files on disk (replaces the committed "
+        "one; results are then not comparable with the published ones)",
+    )
+    prepare.add_argument(
+        "--duplicates",
+        choices=("one", "all"),
+        default="one",
+        help="with --new-split: keep one file per duplicate group, or all copies",
+    )
+    prepare.add_argument(
+        "--conflicts",
+        choices=("exclude", "first"),
+        default="exclude",
+        help="with --new-split: drop duplicate groups whose labels disagree, or "
+        "keep them with the first file's labels",
+    )
     prepare.add_argument("--seed", type=int, default=None, help="with --new-split: split seed")
     prepare.set_defaults(handler=_prepare)
 
-    report = data_commands.add_parser("report", help="counts: files, rejections, duplicates, splits")
+    report = data_commands.add_parser(
+        "report", help="counts: files, rejections, duplicates, splits"
+    )
     _data_options(report)
     report.add_argument("--json", action="store_true", help="print one JSON object")
     report.set_defaults(handler=_report)
@@ -57,10 +73,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", help="folder, .tar.gz/.tgz/.zip archive, http(s) URL or "
-                                          "kaggle:OWNER/DATASET (default: $UTKFACE_SOURCE)")
-    parser.add_argument("--data-dir", help="where raw images and caches live (default: ./data, "
-                                           "or $AGEGENDER_DATA_DIR)")
+    parser.add_argument(
+        "--source",
+        help="folder, .tar.gz/.tgz/.zip archive, http(s) URL or "
+        "kaggle:OWNER/DATASET (default: $UTKFACE_SOURCE)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="where raw images and caches live (default: ./data, or $AGEGENDER_DATA_DIR)",
+    )
 
 
 def _prepare_data(args: argparse.Namespace, **options):
@@ -74,15 +95,25 @@ def _prepare(args: argparse.Namespace) -> int:
     from agegender.data import split
 
     seed = split.DEFAULT_SEED if args.seed is None else args.seed
-    data = _prepare_data(args, sha256=args.sha256, new_split=args.new_split,
-                         duplicates=args.duplicates, conflicts=args.conflicts, seed=seed)
+    data = _prepare_data(
+        args,
+        sha256=args.sha256,
+        new_split=args.new_split,
+        duplicates=args.duplicates,
+        conflicts=args.conflicts,
+        seed=seed,
+    )
     counts = data.split["split"].value_counts()
-    print(f"UTKFace ready in {data.paths.images}: {len(data.manifest)} files, "
-          f"{int(data.manifest['use'].sum())} used; split {data.paths.split_file.name}: "
-          + ", ".join(f"{name} {counts.get(name, 0)}" for name in split.SPLITS))
+    print(
+        f"UTKFace ready in {data.paths.images}: {len(data.manifest)} files, "
+        f"{int(data.manifest['use'].sum())} used; split {data.paths.split_file.name}: "
+        + ", ".join(f"{name} {counts.get(name, 0)}" for name in split.SPLITS)
+    )
     if data.check.new:
-        print(f"note: {len(data.check.new)} usable file(s) on disk are not in the split, "
-              f"e.g. {data.check.new[0]}")
+        print(
+            f"note: {len(data.check.new)} usable file(s) on disk are not in the split, "
+            f"e.g. {data.check.new[0]}"
+        )
     return 0
 
 
@@ -96,17 +127,30 @@ def _report(args: argparse.Namespace) -> int:
 
 def _format_report(counts: dict) -> str:
     lines = ["UTKFace data report", ""]
-    for key in ("files", "accepted", "unique_images", "duplicate_groups", "duplicate_files",
-                "conflicting_groups", "conflicting_files", "race_unknown", "used",
-                "cross_split_duplicate_groups", "new_files_not_in_split"):
+    for key in (
+        "files",
+        "accepted",
+        "unique_images",
+        "duplicate_groups",
+        "duplicate_files",
+        "conflicting_groups",
+        "conflicting_files",
+        "race_unknown",
+        "used",
+        "cross_split_duplicate_groups",
+        "new_files_not_in_split",
+    ):
         lines.append(f"  {key.replace('_', ' '):<32}{counts[key]:>8}")
     lines.append(f"  {'rejected':<32}{sum(counts['rejected'].values()):>8}")
     lines += [f"    {reason:<30}{n:>8}" for reason, n in counts["rejected"].items()]
     lines.append("  split")
     lines += [f"    {name:<30}{n:>8}" for name, n in counts["splits"].items()]
-    lines += ["", f"  policy          {counts['policy']}",
-              f"  dataset sha256  {counts['dataset_sha256']}",
-              f"  split sha256    {counts['split_sha256']}"]
+    lines += [
+        "",
+        f"  policy          {counts['policy']}",
+        f"  dataset sha256  {counts['dataset_sha256']}",
+        f"  split sha256    {counts['split_sha256']}",
+    ]
     return "\n".join(lines)
 
 
@@ -114,8 +158,11 @@ def _bench(args: argparse.Namespace) -> int:
     from agegender.bench import bench_data
 
     figures = bench_data(_prepare_data(args), size=args.size)
-    print(json.dumps(figures, indent=2) if args.json else
-          "\n".join(f"{key:<28}{value}" for key, value in figures.items()))
+    print(
+        json.dumps(figures, indent=2)
+        if args.json
+        else "\n".join(f"{key:<28}{value}" for key, value in figures.items())
+    )
     return 0
 
 

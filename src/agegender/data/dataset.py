@@ -1,4 +1,4 @@
-"""The data layer's entry points: `prepare` the dataset, `report` on it, serve `batches` to Keras."""
+"""The data layer's entry points: `prepare` the data, `report` on it, serve `batches` to Keras."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from agegender.files import file_sha256, write_json_atomic
 
 @dataclass
 class UTKFace:
-    """The prepared dataset: the files on disk (`manifest`) checked against the committed `split`."""
+    """The prepared dataset: the files on disk (`manifest`), checked against the `split`."""
 
     paths: Paths
     manifest: pd.DataFrame
@@ -29,8 +29,9 @@ class UTKFace:
 
     def image_cache(self, size: int, color: str = "rgb") -> cache.ImageCache:
         """The split's images decoded at `size` px (built on first use, then memory-mapped)."""
-        return cache.build_image_cache(self.split, self.paths.images, self.paths.cache,
-                                       size=size, color=color)
+        return cache.build_image_cache(
+            self.split, self.paths.images, self.paths.cache, size=size, color=color
+        )
 
     def rows(self, which: str, max_images: int | None = None, seed: int = 0) -> np.ndarray:
         """Indices (into `split` and the image cache) of one split, optionally a fixed subset.
@@ -43,16 +44,27 @@ class UTKFace:
         rows = np.flatnonzero(self.split["split"].to_numpy() == which)
         if max_images is not None:
             if not isinstance(max_images, int) or max_images < 1:
-                raise ValueError(f"max_images must be a positive integer or None. "
-                                 f"Received: max_images={max_images!r}")
+                raise ValueError(
+                    f"max_images must be a positive integer or None. "
+                    f"Received: max_images={max_images!r}"
+                )
             files = self.split["file"].to_numpy()
             keys = [hashlib.sha256(f"{seed}:{files[r]}".encode()).hexdigest() for r in rows]
             rows = np.sort(rows[np.argsort(keys, kind="stable")[:max_images]])
         return rows
 
-    def batches(self, which: str, *, size: int, color: str = "rgb", batch_size: int = 64,
-                max_images: int | None = None, shuffle: bool | None = None, seed: int = 0,
-                **kwargs):
+    def batches(
+        self,
+        which: str,
+        *,
+        size: int,
+        color: str = "rgb",
+        batch_size: int = 64,
+        max_images: int | None = None,
+        shuffle: bool | None = None,
+        seed: int = 0,
+        **kwargs,
+    ):
         """A `FaceBatches` loader of one split.
 
         Args:
@@ -71,16 +83,30 @@ class UTKFace:
         if shuffle and which != "train":
             raise ValueError(f"{which} batches are never shuffled. Received: shuffle=True")
         images = self.image_cache(size, color)
-        return FaceBatches(images.images, self.rows(which, max_images, seed),
-                           self.split["age"].to_numpy(), self.split["gender"].to_numpy(),
-                           self.split["file"].to_numpy(), batch_size=batch_size, shuffle=shuffle,
-                           seed=seed, **kwargs)
+        return FaceBatches(
+            images.images,
+            self.rows(which, max_images, seed),
+            self.split["age"].to_numpy(),
+            self.split["gender"].to_numpy(),
+            self.split["file"].to_numpy(),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            **kwargs,
+        )
 
 
-def prepare(paths: Paths | None = None, source: str | None = None, *, sha256: str | None = None,
-            new_split: bool = False, duplicates: str = "one", conflicts: str = "exclude",
-            fractions: tuple[float, float, float] = splits.DEFAULT_FRACTIONS,
-            seed: int = splits.DEFAULT_SEED) -> UTKFace:
+def prepare(
+    paths: Paths | None = None,
+    source: str | None = None,
+    *,
+    sha256: str | None = None,
+    new_split: bool = False,
+    duplicates: str = "one",
+    conflicts: str = "exclude",
+    fractions: tuple[float, float, float] = splits.DEFAULT_FRACTIONS,
+    seed: int = splits.DEFAULT_SEED,
+) -> UTKFace:
     """Get the images, check every file, and make or check the split.
 
     Args:
@@ -104,17 +130,24 @@ def prepare(paths: Paths | None = None, source: str | None = None, *, sha256: st
     scanned = manifest.scan(images, cache_file=paths.cache / "manifest.csv")
     policy_file = paths.split_file.with_suffix(".json")
     if new_split or not paths.split_file.is_file():
-        policy = {"duplicates": duplicates, "conflicts": conflicts,
-                  "fractions": list(fractions), "seed": seed}
+        policy = {
+            "duplicates": duplicates,
+            "conflicts": conflicts,
+            "fractions": list(fractions),
+            "seed": seed,
+        }
         table = manifest.apply_duplicate_policy(scanned, duplicates=duplicates, conflicts=conflicts)
-        splits.write_split(splits.make_split(table, fractions=fractions, seed=seed),
-                           paths.split_file)
-        write_json_atomic(policy_file, {**policy, "made_from_dataset_sha256":
-                                        manifest.dataset_fingerprint(table)})
+        splits.write_split(
+            splits.make_split(table, fractions=fractions, seed=seed), paths.split_file
+        )
+        write_json_atomic(
+            policy_file, {**policy, "made_from_dataset_sha256": manifest.dataset_fingerprint(table)}
+        )
     else:
         policy = _read_policy(policy_file)
-        table = manifest.apply_duplicate_policy(scanned, duplicates=policy["duplicates"],
-                                                conflicts=policy["conflicts"])
+        table = manifest.apply_duplicate_policy(
+            scanned, duplicates=policy["duplicates"], conflicts=policy["conflicts"]
+        )
     split = splits.read_split(paths.split_file)
     check = splits.check_split(split, table)
     if not check.ok:
@@ -132,9 +165,13 @@ def report(data: UTKFace) -> dict:
     return {
         "files": len(table),
         "accepted": len(accepted),
-        "rejected": {reason: int(n) for reason, n in
-                     table.loc[table["status"] == "rejected", "reason"].value_counts().items()},
-        "unique_images": int(len(sizes)),
+        "rejected": {
+            reason: int(n)
+            for reason, n in table.loc[table["status"] == "rejected", "reason"]
+            .value_counts()
+            .items()
+        },
+        "unique_images": len(sizes),
         "duplicate_groups": int((sizes > 1).sum()),
         "duplicate_files": int((sizes - 1).sum()),
         "conflicting_groups": int(groups["conflict"].first().sum()),
@@ -153,8 +190,11 @@ def report(data: UTKFace) -> dict:
 def _read_policy(path: Path) -> dict:
     try:
         policy = json.loads(path.read_text())
-        policy["duplicates"], policy["conflicts"]  # noqa: B018 - both must be present
-    except (OSError, ValueError, KeyError) as error:
-        raise DataError(f"Cannot read the split's policy file {path} ({error}). It is committed "
-                        "beside the split; restore it, or make a new split with --new-split.")
+        if not {"duplicates", "conflicts", "fractions", "seed"} <= set(policy):
+            raise ValueError("a key is missing")
+    except (OSError, ValueError) as error:
+        raise DataError(
+            f"Cannot read the split's policy file {path} ({error}). It is committed "
+            "beside the split; restore it, or make a new split with --new-split."
+        ) from error
     return policy

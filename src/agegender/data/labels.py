@@ -1,4 +1,4 @@
-"""UTKFace labels: parse `[age]_[gender]_[race]_[datetime].jpg.chip.jpg` names, and the label vocabulary.
+"""UTKFace labels: parse `[age]_[gender]_[race]_[datetime].jpg.chip.jpg` names; the vocabulary.
 
 Real UTKFace names are not all well formed (a missing race field, a stray space, a missing dot,
 timestamps of odd length). A name is accepted when its age and gender can be read unambiguously;

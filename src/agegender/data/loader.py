@@ -28,8 +28,20 @@ class FaceBatches(keras.utils.PyDataset):
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` for `keras.utils.PyDataset`.
     """
 
-    def __init__(self, images, rows, ages, genders, files=None, *, batch_size: int = 64,
-                 shuffle: bool = False, seed: int = 0, dtype: str = "float32", **kwargs):
+    def __init__(
+        self,
+        images,
+        rows,
+        ages,
+        genders,
+        files=None,
+        *,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: int = 0,
+        dtype: str = "float32",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer. Received: {batch_size=}")
@@ -37,8 +49,10 @@ class FaceBatches(keras.utils.PyDataset):
         if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= len(images))):
             raise ValueError(f"rows must index the {len(images)} images.")
         if not len(images) == len(ages) == len(genders):
-            raise ValueError("images, ages and genders must have the same length. Received: "
-                             f"{len(images)}, {len(ages)}, {len(genders)}")
+            raise ValueError(
+                "images, ages and genders must have the same length. Received: "
+                f"{len(images)}, {len(ages)}, {len(genders)}"
+            )
         self.images = images
         self.rows = rows
         self.all_ages = np.asarray(ages, dtype=np.float32)
@@ -62,7 +76,7 @@ class FaceBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of {len(self)}")
-        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         if self.shuffle:
             rows = np.sort(rows)  # the same batch, read from the memmap in file order
         images = np.asarray(self.images[rows], dtype=self.dtype)

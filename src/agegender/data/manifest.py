@@ -28,41 +28,70 @@ from agegender.files import list_files, write_text_atomic
 
 DUPLICATE_POLICIES = ("one", "all")
 CONFLICT_POLICIES = ("exclude", "first")
-COLUMNS = ["file", "sha256", "age", "gender", "race", "status", "reason", "group", "group_size",
-           "conflict", "use", "note"]
+COLUMNS = [
+    "file",
+    "sha256",
+    "age",
+    "gender",
+    "race",
+    "status",
+    "reason",
+    "group",
+    "group_size",
+    "conflict",
+    "use",
+    "note",
+]
 GROUP_ID_LENGTH = 16
 
 
-def scan(images: Path, *, cache_file: Path | None = None, workers: int | None = None) -> pd.DataFrame:
+def scan(
+    images: Path, *, cache_file: Path | None = None, workers: int | None = None
+) -> pd.DataFrame:
     """Read every file under `images` once: checksum, labels from the name, full decode.
 
     Args:
         images: the images folder.
-        cache_file: where to keep the scan; it is reused while no file's name, size or mtime changes.
-        workers: decoding threads (default: CPU count, at least 2).
+        cache_file: where to keep the scan; reused while no file's name, size or mtime changes.
+        workers: decoding threads (default: the CPU count, at least 2).
 
     Returns:
-        One row per file: file, sha256, age, gender, race, status (``accepted``/``rejected``), reason.
+        One row per file: file, sha256, age, gender, race, status (``accepted`` or
+        ``rejected``), reason.
     """
     listing = list_files(images)
     fingerprint = hashlib.sha256(f"scan-v1|{images.resolve()}|{listing}".encode()).hexdigest()
     if cache_file is not None and cache_file.is_file():
         with open(cache_file) as f:
             if f.readline().strip() == fingerprint:
-                return _typed(pd.read_csv(f, dtype={"reason": "string"}, keep_default_na=False,
-                                          na_values={"age": [""], "gender": [""], "race": [""]}))
+                return _typed(
+                    pd.read_csv(
+                        f,
+                        dtype={"reason": "string"},
+                        keep_default_na=False,
+                        na_values={"age": [""], "gender": [""], "race": [""]},
+                    )
+                )
     with ThreadPoolExecutor(workers or max(2, os.cpu_count() or 1)) as pool:
         files = [name for name, _, _ in listing]
-        rows = list(tqdm(pool.map(_scan_file, files, [images] * len(files), chunksize=64),
-                         total=len(files), desc="check images", unit=" files", mininterval=1))
+        rows = list(
+            tqdm(
+                pool.map(_scan_file, files, [images] * len(files), chunksize=64),
+                total=len(files),
+                desc="check images",
+                unit=" files",
+                mininterval=1,
+            )
+        )
     table = _typed(pd.DataFrame(rows, columns=COLUMNS[:7]))
     if cache_file is not None:
         write_text_atomic(cache_file, fingerprint + "\n" + table.to_csv(index=False))
     return table
 
 
-def apply_duplicate_policy(scanned: pd.DataFrame, *, duplicates: str = "one",
-                           conflicts: str = "exclude") -> pd.DataFrame:
+def apply_duplicate_policy(
+    scanned: pd.DataFrame, *, duplicates: str = "one", conflicts: str = "exclude"
+) -> pd.DataFrame:
     """Group byte-identical accepted files and mark which rows the split uses.
 
     Args:
@@ -83,12 +112,18 @@ def apply_duplicate_policy(scanned: pd.DataFrame, *, duplicates: str = "one",
     table["group"] = table["sha256"].str[:GROUP_ID_LENGTH].where(accepted, "")
     by_group = table[accepted].groupby("sha256")
     table["group_size"] = by_group["file"].transform("size").reindex(table.index).fillna(0)
-    labels = table["age"].astype(str) + "/" + table["gender"].astype(str) + "/" + table[
-        "race"].astype(str)
+    labels = (
+        table["age"].astype(str)
+        + "/"
+        + table["gender"].astype(str)
+        + "/"
+        + table["race"].astype(str)
+    )
     distinct = labels[accepted].groupby(table.loc[accepted, "sha256"]).transform("nunique")
     table["conflict"] = (distinct.reindex(table.index).fillna(1) > 1).astype(bool)
     first_in_group = accepted & ~table.loc[accepted, "sha256"].duplicated().reindex(
-        table.index, fill_value=True)
+        table.index, fill_value=True
+    )
 
     use = accepted if duplicates == "all" else first_in_group
     note = pd.Series("", index=table.index, dtype="string")
@@ -111,8 +146,9 @@ def apply_duplicate_policy(scanned: pd.DataFrame, *, duplicates: str = "one",
 
 def dataset_fingerprint(manifest: pd.DataFrame) -> str:
     """sha256 over the sorted (sha256, file) pairs: names the exact set of files on disk."""
-    listing = "".join(f"{h}  {f}\n" for f, h in sorted(zip(manifest["file"], manifest["sha256"],
-                                                            strict=True)))
+    listing = "".join(
+        f"{h}  {f}\n" for f, h in sorted(zip(manifest["file"], manifest["sha256"], strict=True))
+    )
     return hashlib.sha256(listing.encode()).hexdigest()
 
 

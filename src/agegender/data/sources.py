@@ -77,8 +77,10 @@ def prepare_images(paths: Paths, source: str | None = None, *, sha256: str | Non
     else:
         local = Path(source).expanduser()
         if not local.exists():
-            raise DataError(f"The data source does not exist: {local}\n\n" + HOW_TO_PROVIDE.format(
-                images=paths.images))
+            raise DataError(
+                f"The data source does not exist: {local}\n\n"
+                + HOW_TO_PROVIDE.format(images=paths.images)
+            )
 
     paths.raw.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".staging-", dir=paths.raw) as staging:
@@ -89,8 +91,10 @@ def prepare_images(paths: Paths, source: str | None = None, *, sha256: str | Non
             unpacked = staging / "unpacked"
             extract_archive(local, unpacked)
         else:
-            raise DataError(f"Unsupported data source {local.name!r}: expected a folder or one of "
-                            f"{', '.join(ARCHIVE_SUFFIXES)}.")
+            raise DataError(
+                f"Unsupported data source {local.name!r}: expected a folder or one of "
+                f"{', '.join(ARCHIVE_SUFFIXES)}."
+            )
         found = _image_folder(unpacked)
         if found is None:
             raise DataError(f"No image files ({', '.join(IMAGE_SUFFIXES)}) found in {source}.")
@@ -101,17 +105,24 @@ def prepare_images(paths: Paths, source: str | None = None, *, sha256: str | Non
         else:
             shutil.copytree(found, complete, symlinks=False)
         _replace_dir(complete, paths.images)
-    stamp = {"source": source, "identity": identity, "folder": str(found.relative_to(unpacked)),
-             "files": _count_files(paths.images), "files_left_outside_folder": left_out}
+    stamp = {
+        "source": source,
+        "identity": identity,
+        "folder": str(found.relative_to(unpacked)),
+        "files": _count_files(paths.images),
+        "files_left_outside_folder": left_out,
+    }
     write_json_atomic(paths.images_stamp, stamp)
     if left_out:
-        print(f"note: {left_out} file(s) in the source lie outside its image folder "
-              f"{stamp['folder']!r} and were not used")
+        print(
+            f"note: {left_out} file(s) in the source lie outside its image folder "
+            f"{stamp['folder']!r} and were not used"
+        )
     return paths.images
 
 
 def extract_archive(archive: Path, dest: Path) -> None:
-    """Unpack a .tar(.gz)/.tgz/.zip archive into `dest` (which must not exist), refusing unsafe members.
+    """Unpack a .tar(.gz)/.tgz/.zip archive into a new folder `dest`, refusing unsafe members.
 
     Raises:
         DataError: for a corrupt archive or a member that would escape `dest` (absolute path,
@@ -134,8 +145,10 @@ def extract_archive(archive: Path, dest: Path) -> None:
 def _check_member_name(name: str) -> None:
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or (path.parts and ":" in path.parts[0]) or ".." in path.parts:
-        raise DataError(f"Refusing an unsafe archive: member {name!r} would be written outside "
-                        "the target folder.")
+        raise DataError(
+            f"Refusing an unsafe archive: member {name!r} would be written outside "
+            "the target folder."
+        )
 
 
 def _extract_tar(archive: Path, dest: Path) -> None:
@@ -143,8 +156,9 @@ def _extract_tar(archive: Path, dest: Path) -> None:
         for member in tqdm(tar, desc=f"unpack {archive.name}", unit=" files", mininterval=1):
             _check_member_name(member.name)
             if not (member.isfile() or member.isdir()):
-                raise DataError(f"Refusing an unsafe archive: member {member.name!r} is a link or "
-                                "special file.")
+                raise DataError(
+                    f"Refusing an unsafe archive: member {member.name!r} is a link or special file."
+                )
             tar.extract(member, dest, **_TAR_FILTER)
 
 
@@ -179,26 +193,35 @@ def download(url: str, folder: Path, *, sha256: str | None = None) -> Path:
                 done = 0  # the server ignored the range: start again
             length = response.headers.get("Content-Length")
             total = int(length) + done if length is not None else None
-            with (open(part, "ab" if done else "wb") as out,
-                  tqdm(total=total, initial=done, unit="B", unit_scale=True,
-                       desc=f"download {name}") as bar):
+            with (
+                open(part, "ab" if done else "wb") as out,
+                tqdm(
+                    total=total, initial=done, unit="B", unit_scale=True, desc=f"download {name}"
+                ) as bar,
+            ):
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     bar.update(len(chunk))
         if total is not None and part.stat().st_size < total:
-            raise ConnectionError(f"the connection closed after {part.stat().st_size} of "
-                                  f"{total} bytes")
+            raise ConnectionError(
+                f"the connection closed after {part.stat().st_size} of {total} bytes"
+            )
     except HTTPError as error:
         if error.code != 416 or not done:  # 416 on a resume: nothing left, the part is complete
-            raise DataError(f"Download failed: {url} answered HTTP {error.code} "
-                            f"{error.reason}.") from error
+            raise DataError(
+                f"Download failed: {url} answered HTTP {error.code} {error.reason}."
+            ) from error
     except (URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
-        raise DataError(f"Cannot download {url}: {error}. The partial file {part} is kept; run "
-                        "again to resume, or download the archive yourself and pass its path.")
+        raise DataError(
+            f"Cannot download {url}: {error}. The partial file {part} is kept; run "
+            "again to resume, or download the archive yourself and pass its path."
+        ) from error
     if sha256 and (actual := file_sha256(part)) != sha256.lower():
         part.unlink()
-        raise DataError(f"Checksum mismatch for {url}: expected sha256 {sha256}, got {actual}. "
-                        "The download was deleted.")
+        raise DataError(
+            f"Checksum mismatch for {url}: expected sha256 {sha256}, got {actual}. "
+            "The download was deleted."
+        )
     os.replace(part, final)
     return final
 
@@ -256,4 +279,3 @@ def _read_stamp(paths: Paths) -> dict:
         return json.loads(paths.images_stamp.read_text())
     except (OSError, ValueError):
         return {}
-

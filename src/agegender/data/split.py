@@ -24,8 +24,12 @@ DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 DEFAULT_SEED = 20170116
 
 
-def make_split(manifest: pd.DataFrame, *, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
-               seed: int = DEFAULT_SEED) -> pd.DataFrame:
+def make_split(
+    manifest: pd.DataFrame,
+    *,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    seed: int = DEFAULT_SEED,
+) -> pd.DataFrame:
     """Assign every used manifest row to train, val or test.
 
     Args:
@@ -37,11 +41,13 @@ def make_split(manifest: pd.DataFrame, *, fractions: tuple[float, float, float] 
         The split table with `COLUMNS`, sorted by file.
     """
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
-        raise ValueError(f"fractions must be three positive shares summing to 1. "
-                         f"Received: fractions={fractions}")
+        raise ValueError(
+            f"fractions must be three positive shares summing to 1. Received: fractions={fractions}"
+        )
     used = manifest[manifest["use"]]
-    groups = used.groupby("group", sort=True).agg(age=("age", "first"), gender=("gender", "first"),
-                                                  images=("file", "size"))
+    groups = used.groupby("group", sort=True).agg(
+        age=("age", "first"), gender=("gender", "first"), images=("file", "size")
+    )
     groups["stratum"] = groups["age"].map(age_band) + "/" + groups["gender"].astype(str)
     groups["order"] = [hashlib.sha256(f"{seed}:{g}".encode()).hexdigest() for g in groups.index]
     bounds = pd.Series(fractions).cumsum().to_numpy()[:-1]
@@ -77,8 +83,9 @@ def read_split(path: Path) -> pd.DataFrame:
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
-    table = table[COLUMNS].astype({"file": "string", "sha256": "string", "group": "string",
-                                   "split": "string"})
+    table = table[COLUMNS].astype(
+        {"file": "string", "sha256": "string", "group": "string", "split": "string"}
+    )
     return table.astype({"age": "int64", "gender": "int64", "race": "Int64"})
 
 
@@ -97,15 +104,19 @@ class SplitCheck:
 
     def explain(self, split_file: Path, images: Path) -> str:
         lines = [f"The images in {images} do not match the committed split {split_file}:"]
-        for label, files in (("listed in the split but missing on disk", self.missing),
-                             ("changed on disk (sha256 differs)", self.changed),
-                             ("listed in the split but no longer usable", self.unusable),
-                             ("usable on disk but not in the split", self.new)):
+        for label, files in (
+            ("listed in the split but missing on disk", self.missing),
+            ("changed on disk (sha256 differs)", self.changed),
+            ("listed in the split but no longer usable", self.unusable),
+            ("usable on disk but not in the split", self.new),
+        ):
             if files:
                 lines.append(f"  - {len(files)} file(s) {label}, e.g. {', '.join(files[:3])}")
-        lines.append("Use the same UTKFace release as the split (the aligned & cropped set of "
-                     "23,708 files), or make a split for your copy with `agegender data prepare "
-                     "--new-split` (its results are then not comparable with the published ones).")
+        lines.append(
+            "Use the same UTKFace release as the split (the aligned & cropped set of "
+            "23,708 files), or make a split for your copy with `agegender data prepare "
+            "--new-split` (its results are then not comparable with the published ones)."
+        )
         return "\n".join(lines)
 
 

@@ -1,0 +1,45 @@
+# Age and gender from faces. `make help` lists the targets; `make report` and `make test` are all
+# a fresh machine needs (Python 3.11+): both create .venv and install what is missing first.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help setup report test bench clean
+
+## List the targets
+help:
+	@awk '/^## /{doc=substr($$0, 4)} /^[a-z]+:/{if (doc) printf "  make %-8s %s\n", substr($$1, 1, length($$1) - 1), doc; doc=""}' $(MAKEFILE_LIST)
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "error: Python 3.11 or newer is needed; run with PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable '.[dev]'
+	@touch $@
+
+## Create .venv and install the package with its tools (quick when already done)
+setup: $(INSTALLED)
+
+## Get and check the data, then report on it (UTKFACE_SOURCE=... or data/raw/UTKFace)
+report: setup
+	$(BIN)/agegender data prepare
+	$(BIN)/agegender data report
+
+## Lint, check formatting and run the tests (the real-data test needs UTKFACE_SOURCE)
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+## Measure data throughput: decode images/s and cache reload time at 128 px
+bench: setup
+	$(BIN)/agegender bench
+
+## Delete derived files (image caches, build outputs); raw images and the split stay
+clean:
+	rm -rf data/cache _build .pytest_cache .ruff_cache
