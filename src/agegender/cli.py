@@ -126,20 +126,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _format_report(counts: dict) -> str:
+    from agegender.data.dataset import COUNTS
+
     lines = ["UTKFace data report", ""]
-    for key in (
-        "files",
-        "accepted",
-        "unique_images",
-        "duplicate_groups",
-        "duplicate_files",
-        "conflicting_groups",
-        "conflicting_files",
-        "race_unknown",
-        "used",
-        "cross_split_duplicate_groups",
-        "new_files_not_in_split",
-    ):
+    for key in COUNTS:
         lines.append(f"  {key.replace('_', ' '):<32}{counts[key]:>8}")
     lines.append(f"  {'rejected':<32}{sum(counts['rejected'].values()):>8}")
     lines += [f"    {reason:<30}{n:>8}" for reason, n in counts["rejected"].items()]

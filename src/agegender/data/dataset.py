@@ -16,6 +16,21 @@ from agegender.data import split as splits
 from agegender.errors import DataError
 from agegender.files import file_sha256, write_json_atomic
 
+# The plain counts of `report`, in the order the readable report shows them.
+COUNTS = (
+    "files",
+    "accepted",
+    "unique_images",
+    "duplicate_groups",
+    "duplicate_files",
+    "conflicting_groups",
+    "conflicting_files",
+    "race_unknown",
+    "used",
+    "cross_split_duplicate_groups",
+    "new_files_not_in_split",
+)
+
 
 @dataclass
 class UTKFace:
