@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ def bench_data(data: UTKFace, *, size: int = 128) -> dict:
         started = time.perf_counter()
         built = build_image_cache(data.split, data.paths.images, Path(tmp), size=size)
         decode_seconds = time.perf_counter() - started
+        build_peak_rss = _peak_rss_mib()
 
         started = time.perf_counter()
         reopened = open_image_cache(built.folder)
@@ -40,6 +42,7 @@ def bench_data(data: UTKFace, *, size: int = 128) -> dict:
         "decode_images_per_s": round(images / decode_seconds, 1),
         "decode_seconds": round(decode_seconds, 2),
         "cache_bytes": int(reopened.images.nbytes),
+        "build_peak_rss_mib": build_peak_rss,
         "reload_open_seconds": round(open_seconds, 4),
         "reload_read_all_seconds": round(read_seconds, 3),
         "pixel_checksum": checksum,
@@ -49,3 +52,8 @@ def bench_data(data: UTKFace, *, size: int = 128) -> dict:
         "libjpeg_turbo": bool(features.check_feature("libjpeg_turbo")),
         "machine": platform.machine(),
     }
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

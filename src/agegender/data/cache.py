@@ -29,6 +29,7 @@ from agegender.files import write_json_atomic
 
 COLORS = {"rgb": ("RGB", 3), "grey": ("L", 1)}
 FORMAT_VERSION = 1
+WRITE_CHUNK = 512  # images decoded in parallel, then written in order
 
 
 @dataclass(frozen=True)
@@ -116,24 +117,29 @@ def build_image_cache(
 
 
 def _decode_into(path: Path, files: list[Path], size: int, color: str, workers: int) -> None:
+    """Write the decoded images to a new .npy file chunk by chunk, so memory stays flat."""
     mode, channels = COLORS[color]
-    array = np.lib.format.open_memmap(
+    header = np.lib.format.open_memmap(
         path, mode="w+", dtype=np.uint8, shape=(len(files), size, size, channels)
     )
+    offset = header.offset
+    del header  # only the file, with its header and full length, was needed
 
-    def decode(index: int) -> None:
-        array[index] = load_image(files[index], size, mode).reshape(size, size, channels)
+    def decode(file: Path) -> np.ndarray:
+        return load_image(file, size, mode)
 
-    with ThreadPoolExecutor(workers) as pool:
-        for _ in tqdm(
-            pool.map(decode, range(len(files)), chunksize=32),
-            total=len(files),
-            desc=f"cache {size}px {color}",
-            unit=" images",
-            mininterval=1,
-        ):
-            pass
-    array.flush()
+    with (
+        open(path, "r+b") as out,
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(
+            total=len(files), desc=f"cache {size}px {color}", unit=" images", mininterval=1
+        ) as bar,
+    ):
+        out.seek(offset)
+        for start in range(0, len(files), WRITE_CHUNK):
+            chunk = list(pool.map(decode, files[start : start + WRITE_CHUNK]))
+            out.write(np.stack(chunk).tobytes())
+            bar.update(len(chunk))
 
 
 def open_image_cache(folder: Path) -> ImageCache:
