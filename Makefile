@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+PROFILE ?= auto
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup report test bench clean
+.PHONY: help setup report book test bench clean
 
 ## List the targets
 help:
@@ -25,10 +26,15 @@ $(INSTALLED): pyproject.toml
 ## Create .venv and install the package with its tools (quick when already done)
 setup: $(INSTALLED)
 
-## Get and check the data, then report on it (UTKFACE_SOURCE=... or data/raw/UTKFace)
+## Get and check the data, run the chapters (PROFILE=smoke|cpu|gpu, default auto), build the book
 report: setup
 	$(BIN)/agegender data prepare
-	$(BIN)/agegender data report
+	$(BIN)/agegender run $(PROFILE)
+	$(BIN)/agegender build
+
+## Build the book from the committed chapters only (fast, offline, no data needed)
+book: setup
+	$(BIN)/agegender build
 
 ## Lint, check formatting and run the tests (the real-data test needs UTKFACE_SOURCE)
 test: setup

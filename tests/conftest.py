@@ -117,3 +117,14 @@ def project(tmp_path, monkeypatch) -> Paths:
         (root / marker).write_text("")
     monkeypatch.setenv("AGEGENDER_ROOT", str(root))
     return Paths.default()
+
+
+@pytest.fixture(scope="session")
+def real_data(tmp_path_factory):
+    """The real UTKFace, prepared once per session against the committed split."""
+    from agegender.data.dataset import prepare
+
+    if not REAL_SOURCE:
+        pytest.skip("set UTKFACE_SOURCE to the UTKFace archive")
+    repo = Path(__file__).resolve().parents[1]
+    return prepare(Paths(root=repo, data=tmp_path_factory.mktemp("real-data")), REAL_SOURCE)

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from agegender.config import Paths
-from agegender.data.dataset import COUNTS, prepare, report
+from agegender.data.dataset import COUNTS, report
 from agegender.data.manifest import apply_duplicate_policy
 from agegender.data.split import make_split
 from tests.conftest import REAL_SOURCE
@@ -17,9 +16,9 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def real(tmp_path_factory):
-    return prepare(Paths(root=REPO, data=tmp_path_factory.mktemp("data")), REAL_SOURCE)
+@pytest.fixture
+def real(real_data):
+    return real_data
 
 
 def test_real_counts(real):

@@ -1,4 +1,4 @@
-"""The `agegender` command: `data prepare`, `data report`, `bench`."""
+"""The `agegender` command: `data prepare`, `data report`, `run`, `build`, `bench`."""
 
 from __future__ import annotations
 
@@ -63,6 +63,32 @@ def _parser() -> argparse.ArgumentParser:
     _data_options(report)
     report.add_argument("--json", action="store_true", help="print one JSON object")
     report.set_defaults(handler=_report)
+
+    run = commands.add_parser("run", help="execute the chapters with papermill under a profile")
+    run.add_argument(
+        "profile",
+        help="smoke, cpu, gpu, or auto (gpu when Keras sees a GPU, "
+        "else cpu); see src/agegender/profiles/",
+    )
+    run.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        default=None,
+        metavar="CHAPTER[,CHAPTER]",
+        help="chapters by name, e.g. data,custom_cnn",
+    )
+    run.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter (YAML value), e.g. -p epochs=3 -p weights=null",
+    )
+    run.set_defaults(handler=_run)
+
+    build = commands.add_parser("build", help="build the book (warnings are errors)")
+    build.set_defaults(handler=_build)
 
     bench = commands.add_parser("bench", help="measure throughput (not a test: timings are noisy)")
     _data_options(bench)
@@ -142,6 +168,23 @@ def _format_report(counts: dict) -> str:
         f"  split sha256    {counts['split_sha256']}",
     ]
     return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agegender import runner
+
+    steps = runner.plan(
+        args.profile, only=args.only, overrides=runner.parse_overrides(args.parameter)
+    )
+    runner.execute(steps)
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from agegender import runner
+
+    print(f"The book is in {runner.build()}")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from agegender.data.labels import InvalidName, parse_name
 from agegender.files import list_files, write_text_atomic

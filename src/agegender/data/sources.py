@@ -20,7 +20,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from agegender import platforms
 from agegender.config import Paths

@@ -1,0 +1,123 @@
+"""Figures for the book. Each function returns a matplotlib Figure and shows nothing by itself."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from agegender.data.cache import load_image
+from agegender.data.labels import AGE_BANDS, GENDERS, RACES, age_band
+
+BAND_ORDER = [age_band(low) for low, _ in AGE_BANDS]
+
+
+def readable_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """Add ``age band``, ``gender name`` and ``race name`` columns for plotting."""
+    return table.assign(
+        **{
+            "age band": pd.Categorical(table["age"].map(age_band), BAND_ORDER, ordered=True),
+            "gender name": table["gender"].map(dict(enumerate(GENDERS))),
+            "race name": table["race"].map(dict(enumerate(RACES))).fillna("unknown"),
+        }
+    )
+
+
+def label_distributions(split: pd.DataFrame) -> Figure:
+    """Age by gender, and race by gender, of the images in the split."""
+    table = readable_labels(split)
+    figure, (ages, races) = plt.subplots(1, 2, figsize=(11, 3.6), width_ratios=(1.6, 1))
+    sns.histplot(table, x="age", hue="gender name", binwidth=2, multiple="stack", ax=ages)
+    ages.set(xlabel="age (years)", ylabel="images", title="Age by gender")
+    sns.countplot(
+        table,
+        y="race name",
+        hue="gender name",
+        ax=races,
+        order=[*RACES, "unknown"][: 5 + bool((table["race name"] == "unknown").any())],
+    )
+    races.set(xlabel="images", ylabel="", title="Race by gender")
+    figure.tight_layout()
+    return figure
+
+
+def face_grid(
+    images: Path, split: pd.DataFrame, *, per_band: int, seed: int = 0, size: int = 96
+) -> Figure:
+    """Rows of sample faces, one row per age band, titled with their labels."""
+    table = readable_labels(split)
+    figure, axes = plt.subplots(
+        len(BAND_ORDER), per_band, figsize=(1.5 * per_band, 1.75 * 5), squeeze=False
+    )
+    for row, band in zip(axes, BAND_ORDER, strict=True):
+        members = table[table["age band"] == band]
+        chosen = members.loc[_hashed_order(members["file"], seed)[:per_band]]
+        for ax, (_, face) in zip(row, chosen.iterrows(), strict=False):
+            ax.imshow(load_image(images / face["file"], size))
+            ax.set_title(f"{face['age']}, {face['gender name'][0]}", fontsize=9)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(band, fontsize=11)
+    figure.tight_layout()
+    return figure
+
+
+def image_pairs(images: Path, pairs: pd.DataFrame, *, size: int = 96) -> Figure:
+    """Byte-identical files side by side, each titled with its own labels.
+
+    Args:
+        images: the images folder.
+        pairs: rows with ``file_a``, ``labels_a``, ``file_b``, ``labels_b``.
+        size: pixels of each shown face.
+    """
+    figure, axes = plt.subplots(len(pairs), 2, figsize=(4.2, 2.2 * len(pairs)), squeeze=False)
+    for (left, right), (_, pair) in zip(axes, pairs.iterrows(), strict=True):
+        for ax, side in ((left, "a"), (right, "b")):
+            ax.imshow(load_image(images / pair[f"file_{side}"], size))
+            ax.set_title(pair[f"labels_{side}"], fontsize=9)
+            ax.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def conflicting_pairs(manifest: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """Up to `n` duplicate groups with disagreeing labels, as pairs of their first two files."""
+    conflicts = readable_labels(manifest[manifest["conflict"]].sort_values("file"))
+    conflicts["labels"] = (
+        conflicts["age"].astype(str)
+        + " y, "
+        + conflicts["gender name"]
+        + ", "
+        + conflicts["race name"]
+    )
+    firsts = conflicts.groupby("sha256").head(2).groupby("sha256")
+    pairs = pd.DataFrame(
+        {
+            "file_a": firsts["file"].first(),
+            "labels_a": firsts["labels"].first(),
+            "file_b": firsts["file"].last(),
+            "labels_b": firsts["labels"].last(),
+        }
+    )
+    return pairs.loc[_hashed_order(pairs.index.to_series(), seed)[:n]].reset_index(drop=True)
+
+
+def stratification(split: pd.DataFrame) -> pd.DataFrame:
+    """Share of each age band x gender stratum that landed in train, val and test (in %)."""
+    table = readable_labels(split)
+    shares = (
+        pd.crosstab([table["age band"], table["gender name"]], table["split"], normalize="index")
+        * 100
+    )
+    return shares[["train", "val", "test"]].round(1)
+
+
+def _hashed_order(keys: pd.Series, seed: int) -> pd.Index:
+    """`keys`' index ordered by a hash of seed and key: a stable choice on every machine."""
+    digests = keys.map(lambda key: hashlib.sha256(f"{seed}:{key}".encode()).hexdigest())
+    return pd.Index(digests.sort_values(kind="stable").index)

@@ -1,0 +1,224 @@
+"""Run the book's chapters with papermill under a profile, and build the book.
+
+A profile (``profiles/<name>.yaml`` in this package) gives parameter values shared by all chapters
+and per-chapter values on top. Each chapter receives only the parameters its ``parameters`` cell
+declares. Everything is checked before any chapter runs: unknown profiles, chapters and parameter
+names are refused, and values must match the type hints of the parameters cell.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from agegender.config import project_root
+from agegender.errors import AgegenderError
+
+TYPES = {"int": (int,), "float": (float, int), "str": (str,), "bool": (bool,)}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One chapter to execute, with the parameters it will receive."""
+
+    notebook: Path
+    parameters: dict
+
+
+def profiles() -> list[str]:
+    folder = resources.files("agegender") / "profiles"
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def default_profile() -> str:
+    """``gpu`` when the Keras backend sees a GPU, else ``cpu``."""
+    import keras  # noqa: F401 - so that the device is asked of the backend
+
+    from agegender.provenance import backend_and_device
+
+    return "cpu" if backend_and_device()[1] == "cpu" else "gpu"
+
+
+def load_profile(name: str) -> dict:
+    """The profile's ``parameters`` (shared) and ``chapters`` (per-chapter values); ``auto``
+    chooses `default_profile`."""
+    if name == "auto":
+        name = default_profile()
+        print(f"profile auto: {name}")
+    if name not in profiles():
+        raise AgegenderError(f"Unknown profile {name!r}; choose one of {profiles()}.")
+    text = (resources.files("agegender") / "profiles" / f"{name}.yaml").read_text()
+    profile = yaml.safe_load(text)
+    return {
+        "parameters": {"profile": name, **profile.get("parameters", {})},
+        "chapters": profile.get("chapters", {}),
+        "description": profile.get("description", ""),
+    }
+
+
+def chapters(root: Path | None = None) -> list[Path]:
+    """The notebook chapters listed in ``_toc.yml``, in reading order."""
+    root = root or project_root()
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    entries = [toc["root"]]
+    pending = list(toc.get("chapters", [])) + [
+        c for p in toc.get("parts", []) for c in p["chapters"]
+    ]
+    while pending:
+        entry = pending.pop(0)
+        entries.append(entry["file"])
+        pending[:0] = entry.get("sections", [])
+    return [root / f"{e}.ipynb" for e in entries if (root / f"{e}.ipynb").is_file()]
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The parameters a notebook's ``parameters`` cell declares: name -> type, default, help."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """Parse KEY=VALUE pairs: ``["epochs=3", "lr=1e-3"]`` -> ``{"epochs": 3, "lr": 0.001}``."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AgegenderError(f"Parameters are given as KEY=VALUE. Received: {pair!r}")
+        overrides[key.strip()] = _yaml_value(value)
+    return overrides
+
+
+def _yaml_value(text: str):
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 1e-3 as a string
+        except ValueError:
+            pass
+    return value
+
+
+def plan(
+    profile: str,
+    *,
+    only: list[str] | None = None,
+    overrides: dict | None = None,
+    root: Path | None = None,
+) -> list[Step]:
+    """Check a run completely and return the chapters to execute with their parameters.
+
+    Args:
+        profile: a profile name (see `profiles`).
+        only: run only these chapters, named by file stem (``02_custom_cnn``) or model name
+            (``custom_cnn``).
+        overrides: parameter values that win over the profile's.
+        root: the project root.
+    """
+    settings = load_profile(profile)
+    overrides = overrides or {}
+    notebooks = chapters(root)
+    if only:
+        names = {nb.stem: nb for nb in notebooks} | {
+            nb.stem.split("_", 1)[-1]: nb for nb in notebooks
+        }
+        unknown = [name for name in only if name not in names]
+        if unknown:
+            raise AgegenderError(f"Unknown chapter(s) {unknown}; choose from {sorted(names)}.")
+        selected = {names[name] for name in only}
+        notebooks = [nb for nb in notebooks if nb in selected]
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    known = set().union(*declared.values()) if declared else set()
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise AgegenderError(
+            f"Unknown parameter(s) {unknown}: no chapter to run declares them. "
+            f"Known: {sorted(known)}."
+        )
+    steps = []
+    for notebook, parameters in declared.items():
+        values = {
+            **settings["parameters"],
+            **settings["chapters"].get(notebook.stem, {}),
+            **overrides,
+        }
+        chosen = {name: values[name] for name in parameters if name in values}
+        for name, value in chosen.items():
+            _check_type(notebook, name, value, parameters[name]["inferred_type_name"])
+        steps.append(Step(notebook, chosen))
+    return steps
+
+
+def _check_type(notebook: Path, name: str, value, hint: str) -> None:
+    allowed = [t.strip() for t in hint.replace("Optional[", "None|").strip("]").split("|")]
+    if value is None and "None" in allowed:
+        return
+    if any(
+        isinstance(value, TYPES.get(t, ())) and not (t != "bool" and isinstance(value, bool))
+        for t in allowed
+    ):
+        return
+    raise AgegenderError(
+        f"Parameter {name}={value!r} does not match its type {hint} in {notebook.name}."
+    )
+
+
+def execute(steps: list[Step]) -> None:
+    """Execute each chapter in order, writing it back into ``book/`` only when it succeeded.
+
+    Raises:
+        AgegenderError: at the first failing chapter, naming the failing cell; the failed notebook
+            is kept beside it as ``<chapter>.failed.ipynb``.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    for step in steps:
+        running = step.notebook.with_name(f".{step.notebook.stem}.running.ipynb")
+        failed = step.notebook.with_suffix(".failed.ipynb")
+        print(f"== {step.notebook.name} {step.parameters}", flush=True)
+        try:
+            papermill.execute_notebook(
+                str(step.notebook),
+                str(running),
+                parameters=step.parameters,
+                kernel_name="python3",
+                cwd=str(step.notebook.parent),
+                progress_bar=True,
+            )
+        except PapermillExecutionError as error:
+            os.replace(running, failed)
+            raise AgegenderError(
+                f"{step.notebook.name} failed in cell {error.exec_count}: {error.ename}: "
+                f"{error.evalue}\nThe executed notebook is saved as {failed}."
+            ) from error
+        except BaseException:
+            running.unlink(missing_ok=True)
+            raise
+        os.replace(running, step.notebook)
+        failed.unlink(missing_ok=True)
+
+
+def build(root: Path | None = None) -> Path:
+    """Build the book with jupyter-book, warnings as errors; returns the HTML folder."""
+    root = root or project_root()
+    command = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or shutil.which(
+        "jupyter-book"
+    )
+    if command is None:
+        raise AgegenderError("jupyter-book is not installed: pip install 'jupyter-book>=1.0.4,<2'")
+    done = subprocess.run(
+        [command, "build", str(root), "--warningiserror", "--keep-going"], check=False
+    )
+    if done.returncode:
+        raise AgegenderError("The book build failed (warnings count as errors); see above.")
+    return root / "_build" / "html"

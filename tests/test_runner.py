@@ -1,0 +1,114 @@
+import nbformat
+import pytest
+
+from agegender import runner
+from agegender.errors import AgegenderError
+
+ROOT_MARKERS = ("pyproject.toml",)
+
+
+def write_notebook(path, parameters: str, body: str):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(notebook, path)
+
+
+@pytest.fixture
+def book(tmp_path):
+    """A project whose toc lists three chapters; the second fails."""
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/01_first\n"
+        "  - file: book/02_custom_cnn\n    sections:\n      - file: book/03_last\n"
+    )
+    write_notebook(
+        tmp_path / "book" / "01_first.ipynb",
+        'seed: int = 1  # a seed\nprofile: str = "none"  # the profile',
+        'open("first.txt", "w").write(f"{seed} {profile}")',
+    )
+    write_notebook(
+        tmp_path / "book" / "02_custom_cnn.ipynb",
+        "epochs: int = 1  # epochs",
+        'raise ValueError(f"broken after {epochs} epochs")',
+    )
+    write_notebook(
+        tmp_path / "book" / "03_last.ipynb",
+        "seed: int = 1  # a seed",
+        'open("last.txt", "w").write("ran")',
+    )
+    return tmp_path
+
+
+def test_chapters_follow_the_toc(book):
+    assert [nb.stem for nb in runner.chapters(book)] == ["01_first", "02_custom_cnn", "03_last"]
+
+
+def test_plan_gives_each_chapter_only_what_it_declares(book):
+    steps = runner.plan("smoke", overrides={"epochs": 3}, root=book)
+    assert [(s.notebook.stem, s.parameters) for s in steps] == [
+        ("01_first", {"seed": 0, "profile": "smoke"}),
+        ("02_custom_cnn", {"epochs": 3}),
+        ("03_last", {"seed": 0}),
+    ]
+    only = runner.plan("smoke", only=["custom_cnn", "03_last"], root=book)
+    assert [s.notebook.stem for s in only] == ["02_custom_cnn", "03_last"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"profile": "huge"}, "Unknown profile 'huge'"),
+        ({"only": ["resnet"]}, r"Unknown chapter\(s\) \['resnet'\]"),
+        ({"overrides": {"epoch": 3}}, r"Unknown parameter\(s\) \['epoch'\]"),
+        ({"overrides": {"epochs": "three"}}, "epochs='three' does not match its type int"),
+        ({"overrides": {"epochs": True}}, "epochs=True does not match its type int"),
+        ({"only": ["first"], "overrides": {"epochs": 3}}, r"Unknown parameter\(s\) \['epochs'\]"),
+    ],
+)
+def test_plan_refuses_what_it_cannot_run(book, arguments, message):
+    with pytest.raises(AgegenderError, match=message):
+        runner.plan(arguments.pop("profile", "smoke"), root=book, **arguments)
+
+
+def test_overrides_are_yaml_values():
+    assert runner.parse_overrides(["epochs=3", "weights=null", "lr=1e-3", "name=x=y"]) == {
+        "epochs": 3,
+        "weights": None,
+        "lr": 1e-3,
+        "name": "x=y",
+    }
+    with pytest.raises(AgegenderError, match="KEY=VALUE"):
+        runner.parse_overrides(["epochs"])
+
+
+def test_execute_stops_at_the_first_failing_chapter(book):
+    original = (book / "book" / "02_custom_cnn.ipynb").read_text()
+    steps = runner.plan("smoke", overrides={"epochs": 2}, root=book)
+    with pytest.raises(AgegenderError) as raised:
+        runner.execute(steps)
+    message = str(raised.value)
+    assert "02_custom_cnn.ipynb failed in cell" in message
+    assert "ValueError: broken after 2 epochs" in message
+    assert (book / "book" / "first.txt").read_text() == "0 smoke"
+    assert not (book / "book" / "last.txt").exists()  # never reached
+    assert (book / "book" / "02_custom_cnn.ipynb").read_text() == original
+    assert (book / "book" / "02_custom_cnn.failed.ipynb").is_file()
+    executed = nbformat.read(book / "book" / "01_first.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    assert not list((book / "book").glob(".*running*"))
+
+
+def test_profiles_are_the_three_documented_ones():
+    assert runner.profiles() == ["cpu", "gpu", "smoke"]
+    for name in runner.profiles():
+        profile = runner.load_profile(name)
+        assert profile["description"] and profile["parameters"]["profile"] == name
