@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import nbformat
 import pytest
 
@@ -103,7 +106,22 @@ def test_execute_stops_at_the_first_failing_chapter(book):
     assert (book / "book" / "02_custom_cnn.ipynb").read_text() == original
     assert (book / "book" / "02_custom_cnn.failed.ipynb").is_file()
     executed = nbformat.read(book / "book" / "01_first.ipynb", as_version=4)
-    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and injected[0].source == '# Parameters\nseed = 0\nprofile = "smoke"'
+    lint = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "format",
+            "--check",
+            "--isolated",
+            str(book / "book" / "01_first.ipynb"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 0, lint.stdout
     assert not list((book / "book").glob(".*running*"))
 
 

@@ -204,8 +204,20 @@ def execute(steps: list[Step]) -> None:
         except BaseException:
             running.unlink(missing_ok=True)
             raise
+        _tidy_injected_cell(running)
         os.replace(running, step.notebook)
         failed.unlink(missing_ok=True)
+
+
+def _tidy_injected_cell(path: Path) -> None:
+    """Drop the blank line papermill leaves at the end of its injected cell (ruff would)."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = cell.source.rstrip()
+    nbformat.write(notebook, path)
 
 
 def build(root: Path | None = None) -> Path:
