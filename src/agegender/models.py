@@ -305,10 +305,7 @@ def heads(
     Returns:
         An uncompiled `keras.Model` from features to ``{"age": (B, 1), "gender": (B, 1)}``.
     """
-    _check_positive_int(units=units)
-    _check_rate(dropout=dropout)
-    _check_choice(pooling=pooling, choices=POOLINGS)
-    _check_choice(age_head=age_head, choices=AGE_HEADS)
+    _check_head_options(units=units, dropout=dropout, pooling=pooling, age_head=age_head)
     features = keras.Input(tuple(feature_shape), name="features")
     x = features
     if len(feature_shape) == 3:
@@ -420,6 +417,7 @@ def custom_cnn(
     """
     _check_positive_int(image_size=image_size, width=width, depth=depth)
     _check_choice(channels=channels, choices=(1, 3))
+    _check_head_options(units=units, dropout=dropout, pooling="avg", age_head=age_head)
     if image_size < 2**depth:
         raise ValueError(
             f"image_size must be at least 2**depth = {2**depth}. Received: image_size={image_size}"
@@ -510,6 +508,7 @@ def _imagenet_model(
     augmentation,
     seed,
 ) -> keras.Model:
+    _check_head_options(units=units, dropout=dropout, pooling=pooling, age_head=age_head)
     info = resolve_weights(weights, base=base)
     if info.kind == "checkpoint":
         return load_checkpoint(info.path)
@@ -646,10 +645,10 @@ def imagenet_base_name(name: str) -> str | None:
 def load_checkpoint(path) -> keras.Model:
     """Load a model saved by this project (``.keras``) as a starting point, uncompiled."""
     model = keras.saving.load_model(path, compile=False)
-    if sorted(model.output_names) != ["age", "gender"]:
+    names = getattr(model, "output_names", None)
+    if names is None or sorted(names) != ["age", "gender"]:
         raise AgegenderError(
-            f"{path} is not an age and gender model: its outputs are "
-            f"{model.output_names}, not age and gender."
+            f"{path} is not an age and gender model: its outputs are {names}, not age and gender."
         )
     return model
 
@@ -766,6 +765,13 @@ def extract_features(extractor: keras.Model, loader, cache_dir, *, verbose: int 
 
 
 # --- argument checks ---------------------------------------------------------------------------
+
+
+def _check_head_options(*, units, dropout, pooling, age_head) -> None:
+    _check_positive_int(units=units)
+    _check_rate(dropout=dropout)
+    _check_choice(pooling=pooling, choices=POOLINGS)
+    _check_choice(age_head=age_head, choices=AGE_HEADS)
 
 
 def _check_positive_int(**values) -> None:
