@@ -4,16 +4,16 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import time  # noqa: E402
+import time
 
-import h5py  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import h5py
+import keras
+import numpy as np
+import pytest
 
-from agegender import models  # noqa: E402
-from agegender.data.loader import FaceBatches  # noqa: E402
-from agegender.errors import AgegenderError  # noqa: E402
+from agegender import models
+from agegender.data.loader import FaceBatches
+from agegender.errors import AgegenderError
 
 SIZE = 32
 

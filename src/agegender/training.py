@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import keras
 import numpy as np
@@ -473,7 +474,8 @@ class TrainingState(keras.callbacks.Callback):
     and restores it after their own `on_train_begin` has reset it.
     """
 
-    KEPT = {  # per callback: the attributes that carry over from one epoch to the next
+    # Per callback: the attributes that carry over from one epoch to the next.
+    KEPT: ClassVar[dict[str, tuple[str, ...]]] = {
         "early_stopping": ("wait", "best", "best_epoch", "stopped_epoch"),
         "reduce_lr": ("wait", "cooldown_counter", "best"),
         "checkpoint": ("best",),
