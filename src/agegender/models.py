@@ -341,7 +341,10 @@ def assemble(extractor: keras.Model, head_model: keras.Model, *, name: str) -> k
     """
     images = keras.Input(extractor.input.shape[1:], name="image")
     outputs = head_model(extractor(images))
-    named = {task: keras.layers.Identity(name=task)(outputs[task]) for task in ("age", "gender")}
+    named = {
+        task: keras.layers.Identity(dtype="float32", name=task)(outputs[task])
+        for task in ("age", "gender")
+    }
     return keras.Model(images, named, name=name)
 
 
