@@ -160,6 +160,8 @@ def test_interrupted_run_resumes_without_gaps_or_repeats(tmp_path):
     state = json.loads((tmp_path / "work" / "state" / "train" / "state.json").read_text())
     assert state["next_epoch"] == 3 and not state["done"]
     assert set(state["callbacks"]) == {"early_stopping", "reduce_lr", "checkpoint"}
+    watched = pd.read_csv(tmp_path / "work" / "state" / "train" / "history.csv")
+    assert watched["epoch"].tolist() == [0, 1, 2]
     assert not (tmp_path / "results" / "history.csv").exists()
 
     seen = EpochsSeen()
@@ -383,6 +385,16 @@ def test_run_arguments_are_checked(tmp_path):
             results_dir=tmp_path,
             work_dir=tmp_path,
             config=config(fine_tune_epochs=1),
+        )
+    with pytest.raises(ValueError, match="without augmentation"):
+        training.run_experiment(
+            "vgg16_features",
+            train,
+            val,
+            test,
+            results_dir=tmp_path,
+            work_dir=tmp_path,
+            model_options={"weights": None, "augmentation": models.Augmentation()},
         )
     with pytest.raises(ValueError, match="must not shuffle"):
         training.run_experiment(

@@ -237,6 +237,12 @@ def run_experiment(
             f"Only {FINE_TUNE_MODELS} have a fine-tuning stage. "
             f"Received: name={name!r}, fine_tune_epochs={config.fine_tune_epochs}"
         )
+    augmentation = options.get("augmentation")
+    if name in FEATURE_MODELS and augmentation and augmentation != models.Augmentation.off():
+        raise ValueError(
+            f"{name} trains on features computed once, without augmentation; leave it out. "
+            f"Received: augmentation={augmentation!r}"
+        )
     for split_name, loader in (("val", val), ("test", test)):
         if getattr(loader, "shuffle", False):
             raise ValueError(f"The {split_name} loader must not shuffle. Received: shuffle=True")
@@ -463,12 +469,13 @@ def _set_loader_epoch(loader, epoch: int) -> None:
 class TrainingState(keras.callbacks.Callback):
     """Saves after every epoch what an interrupted stage needs to continue, and restores it.
 
-    One folder per stage holds ``state.json`` (the next epoch, the history so far, whether early
-    stopping fired, the other callbacks' counters) and the weights with the optimiser's state
-    (``epoch-N.weights.h5``). The JSON file is replaced last, so it always names a complete
-    weights file. Keras' own `BackupAndRestore` restores weights and the epoch, but not the
-    history or the counters of early stopping, the learning-rate schedule or the checkpoint; a
-    resumed run would repeat or lose history rows and restart its patience.
+    One folder per stage holds ``history.csv`` (the epochs so far, to watch a run),
+    ``state.json`` (the next epoch, the history so far, whether early stopping fired, the other
+    callbacks' counters) and the weights with the optimiser's state (``epoch-N.weights.h5``).
+    The JSON file is replaced last, so it always names a complete weights file. Keras' own
+    `BackupAndRestore` restores weights and the epoch, but not the history or the counters of
+    early stopping, the learning-rate schedule or the checkpoint; a resumed run would repeat or
+    lose history rows and restart its patience.
 
     Put it after the callbacks whose state it keeps, so it saves their state after their update
     and restores it after their own `on_train_begin` has reset it.
@@ -558,6 +565,10 @@ class TrainingState(keras.callbacks.Callback):
                 for key, callback in self.kept.items()
             },
         }
+        # The CSV is for people watching a run; state.json is what resuming reads.
+        write_text_atomic(
+            self.folder / "history.csv", pd.DataFrame(self.history).to_csv(index=False)
+        )
         write_json_atomic(self.folder / "state.json", self.state)
 
 
