@@ -396,6 +396,16 @@ def test_run_arguments_are_checked(tmp_path):
             work_dir=tmp_path,
             model_options={"weights": None, "augmentation": models.Augmentation()},
         )
+    with pytest.raises(ValueError, match="Received: channels=1"):
+        training.run_experiment(
+            "custom_cnn",
+            train,
+            val,
+            test,
+            results_dir=tmp_path,
+            work_dir=tmp_path,
+            model_options={"channels": 1},
+        )
     with pytest.raises(ValueError, match="must not shuffle"):
         training.run_experiment(
             "custom_cnn", train, train, test, results_dir=tmp_path, work_dir=tmp_path

@@ -237,6 +237,12 @@ def run_experiment(
             f"Only {FINE_TUNE_MODELS} have a fine-tuning stage. "
             f"Received: name={name!r}, fine_tune_epochs={config.fine_tune_epochs}"
         )
+    for key in ("image_size", "channels"):
+        if key in options:
+            raise ValueError(
+                f"{key} is read from the loaders' images; leave it out of "
+                f"model_options. Received: {key}={options[key]!r}"
+            )
     augmentation = options.get("augmentation")
     if name in FEATURE_MODELS and augmentation and augmentation != models.Augmentation.off():
         raise ValueError(
