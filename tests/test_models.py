@@ -1,0 +1,393 @@
+"""Builders: outputs, parameter counts, freezing, weights files, the offline ImageNet message."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import time
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from agegender import models
+from agegender.data.loader import FaceBatches
+from agegender.errors import AgegenderError
+
+SIZE = 32
+
+
+def count(weights) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).uniform(0, 255, (6, SIZE, SIZE, 3)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def vgg16():
+    return models.build("vgg16_features", image_size=SIZE, weights=None)
+
+
+@pytest.fixture(scope="module")
+def resnet50():
+    return models.build("resnet50_finetune", image_size=SIZE, weights=None)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return models.build("custom_cnn", image_size=SIZE, width=8, depth=3, units=16)
+
+
+def outputs_of(model, images):
+    return model.predict(images, verbose=0)
+
+
+@pytest.mark.parametrize("name", ["custom_cnn", "vgg16", "resnet50"])
+def test_every_builder_has_named_float32_outputs(name, request, images):
+    model = request.getfixturevalue(name if name != "custom_cnn" else "cnn")
+    assert model.output_names == ["age", "gender"]
+    assert tuple(model.input.shape) == (None, SIZE, SIZE, 3)
+    predicted = outputs_of(model, images)
+    assert set(predicted) == {"age", "gender"}
+    assert predicted["age"].shape == (6, 1) and predicted["age"].dtype == np.float32
+    assert predicted["gender"].shape == (6, 1) and predicted["gender"].dtype == np.float32
+    assert ((predicted["gender"] >= 0) & (predicted["gender"] <= 1)).all()
+    extractor, heads = models.split(model)
+    assert extractor.name == "extractor" and heads.name == "heads"
+
+
+def test_build_by_name_returns_the_named_model(images):
+    for name in models.MODEL_NAMES:
+        if name == "custom_cnn":
+            model = models.build(name, image_size=SIZE, width=4, depth=2)
+        else:
+            model = models.build(name, image_size=SIZE, weights=None)
+        assert model.name == name
+
+
+def test_custom_cnn_has_about_a_million_parameters_and_takes_greyscale():
+    model = models.build("custom_cnn", image_size=128)
+    assert 0.8e6 < model.count_params() < 1.3e6
+    assert count(model.trainable_weights) > 0.99 * model.count_params()  # all but BN statistics
+    grey = models.build("custom_cnn", image_size=64, channels=1, width=8, depth=2)
+    assert tuple(grey.input.shape) == (None, 64, 64, 1)
+    assert outputs_of(grey, np.zeros((2, 64, 64, 1), "float32"))["age"].shape == (2, 1)
+
+
+def test_custom_cnn_options_change_its_shape():
+    small = models.build("custom_cnn", image_size=SIZE, width=4, depth=2, units=8, dropout=0.0)
+    large = models.build("custom_cnn", image_size=SIZE, width=8, depth=3, units=8)
+    assert small.count_params() < large.count_params()
+    convolutions = [layer for layer in models.split(large)[0].layers if "conv" in layer.name]
+    assert [layer.filters for layer in convolutions] == [8, 16, 32]
+
+
+def test_frozen_vgg16_base_has_no_trainable_weights(vgg16):
+    base = models.base_of(vgg16)
+    assert base.name == "vgg16"
+    assert count(base.trainable_weights) == 0
+    _, heads = models.split(vgg16)
+    assert count(vgg16.trainable_weights) == count(heads.trainable_weights) > 0
+    assert count(vgg16.weights) == count(base.weights) + count(heads.weights)
+
+
+def test_resnet50_first_stage_trains_only_the_heads(resnet50):
+    _, heads = models.split(resnet50)
+    assert count(resnet50.trainable_weights) == count(heads.trainable_weights)
+
+
+def test_fine_tuning_unfreezes_exactly_the_top_blocks_but_no_batch_norm(images):
+    model = models.build("resnet50_finetune", image_size=SIZE, weights=None)
+    base = models.base_of(model)
+    blocks = models.base_blocks(base)
+    assert len(blocks) == 16 and blocks[-1] == "conv5_block3" and blocks[0] == "conv2_block1"
+    unfrozen = models.unfreeze_top_blocks(model, 2)
+    expected = [
+        layer.name
+        for layer in base.layers
+        if layer.name.startswith(("conv5_block2_", "conv5_block3_"))
+        and isinstance(layer, keras.layers.Conv2D)
+    ]
+    assert unfrozen == expected and len(expected) == 6
+    trainable_in_base = {layer.name for layer in base.layers if layer.trainable and layer.weights}
+    assert trainable_in_base == set(expected)
+    assert not any(
+        layer.trainable
+        for layer in base.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    _, heads = models.split(model)
+    conv_weights = sum(count(base.get_layer(name).weights) for name in expected)
+    assert count(model.trainable_weights) == count(heads.trainable_weights) + conv_weights
+    # batch norm stays in inference mode even in a training call
+    bn = base.get_layer("conv5_block3_3_bn")
+    before = keras.ops.convert_to_numpy(bn.moving_mean).copy()
+    model(images, training=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(bn.moving_mean), before)
+    with pytest.raises(ValueError, match="Received: blocks=17"):
+        models.unfreeze_top_blocks(model, 17)
+
+
+def test_custom_cnn_cannot_be_fine_tuned(cnn):
+    with pytest.raises(ValueError, match="no pretrained base"):
+        models.unfreeze_top_blocks(cnn, 1)
+
+
+def test_dex_age_is_the_expected_value_of_its_distribution(images):
+    model = models.build("custom_cnn", image_size=SIZE, width=4, depth=2, age_head="dex")
+    distribution = models.age_distribution_model(model).predict(images, verbose=0)
+    assert distribution.shape == (6, models.DEX_BINS)
+    np.testing.assert_allclose(distribution.sum(axis=1), 1, rtol=1e-5)
+    expected = (distribution * np.arange(models.DEX_BINS)).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(outputs_of(model, images)["age"], expected, rtol=1e-4)
+    with pytest.raises(ValueError, match="no DEX"):
+        models.age_distribution_model(models.build("custom_cnn", image_size=SIZE, depth=1))
+
+
+def test_greyscale_is_repeated_to_rgb_for_imagenet_models():
+    model = models.build("vgg16_features", image_size=SIZE, channels=1, weights=None)
+    extractor, _ = models.split(model)
+    assert tuple(model.input.shape) == (None, SIZE, SIZE, 1)
+    assert extractor.get_layer("grey_to_rgb").output.shape[-1] == 3
+    grey = np.full((1, SIZE, SIZE, 1), 100.0, "float32")
+    rgb = np.repeat(grey, 3, axis=-1)
+    rgb_model = models.assemble(
+        models.imagenet_extractor("vgg16", image_size=SIZE, weights=None),
+        models.split(model)[1],
+        name="rgb",
+    )
+    models.base_of(rgb_model).set_weights(models.base_of(model).get_weights())
+    np.testing.assert_allclose(
+        outputs_of(model, grey)["age"], outputs_of(rgb_model, rgb)["age"], rtol=1e-5
+    )
+
+
+def test_preprocessing_is_the_applications_own():
+    x = np.random.default_rng(1).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+    for family, module in (
+        ("vgg16", keras.applications.vgg16),
+        ("resnet50", keras.applications.resnet50),
+    ):
+        layer = models.ImagenetPreprocess(family)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer(x)), module.preprocess_input(x.copy()), rtol=1e-6
+        )
+
+
+def test_augmentation_acts_only_in_training(images):
+    augmentation = models.Augmentation(flip=True, rotation=0.1, zoom=0.2, contrast=0.3)
+    model = models.build(
+        "custom_cnn",
+        image_size=SIZE,
+        width=4,
+        depth=2,
+        dropout=0.0,
+        augmentation=augmentation,
+        seed=1,
+    )
+    names = {layer.name for layer in models.split(model)[0].layers}
+    assert {"random_flip", "random_rotation", "random_zoom", "random_contrast"} <= names
+    first, second = outputs_of(model, images)["age"], outputs_of(model, images)["age"]
+    np.testing.assert_array_equal(first, second)
+    trained = keras.ops.convert_to_numpy(model(images, training=True)["age"])
+    assert not np.allclose(trained, first)
+    assert models.Augmentation.off().layers() == []
+    only_flip = models.Augmentation(rotation=0, zoom=0, contrast=0).layers()
+    assert [layer.name for layer in only_flip] == ["random_flip"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"name": "vgg19", "image_size": SIZE}, "name must be one of"),
+        ({"name": "custom_cnn", "image_size": 0}, "Received: image_size=0"),
+        ({"name": "custom_cnn", "image_size": 8, "depth": 5}, "Received: image_size=8"),
+        ({"name": "custom_cnn", "image_size": SIZE, "weights": "imagenet"}, "no ImageNet weights"),
+        ({"name": "custom_cnn", "image_size": SIZE, "channels": 2}, "Received: channels=2"),
+        ({"name": "custom_cnn", "image_size": SIZE, "age_head": "ordinal"}, "Received: age_head="),
+        ({"name": "custom_cnn", "image_size": SIZE, "dropout": 1.5}, "Received: dropout=1.5"),
+        ({"name": "vgg16_features", "image_size": 16, "weights": None}, "Received: image_size=16"),
+        ({"name": "vgg16_features", "image_size": SIZE, "weights": "w.npz"}, "Received: weights="),
+        (
+            {"name": "resnet50_finetune", "image_size": SIZE, "weights": None, "pooling": "max"},
+            "Received: pooling=",
+        ),
+    ],
+)
+def test_arguments_are_checked_first(options, message):
+    with pytest.raises(ValueError, match=message):
+        models.build(**options)
+
+
+def test_missing_weights_file_is_a_user_error(tmp_path):
+    with pytest.raises(AgegenderError, match="not found"):
+        models.build("custom_cnn", image_size=SIZE, weights=tmp_path / "nope.weights.h5")
+
+
+# --- weights files -------------------------------------------------------------------------------
+
+
+def test_custom_cnn_weights_file_round_trip(tmp_path, images):
+    model = models.build("custom_cnn", image_size=SIZE, width=4, depth=2)
+    path = tmp_path / "cnn.weights.h5"
+    model.save_weights(path)
+    loaded = models.build("custom_cnn", image_size=SIZE, width=4, depth=2, weights=path)
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    info = models.resolve_weights(path)
+    assert (info.kind, info.path, info.md5) == ("file", str(path), models.file_md5(path))
+
+
+def test_base_weights_file_round_trip(tmp_path, vgg16):
+    path = tmp_path / "vgg16_base.weights.h5"
+    models.base_of(vgg16).save_weights(path)
+    loaded = models.build("vgg16_features", image_size=SIZE, weights=path)
+    for a, b in zip(
+        models.base_of(vgg16).get_weights(), models.base_of(loaded).get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert count(models.base_of(loaded).trainable_weights) == 0
+
+
+def write_legacy_h5(model, path):
+    """Write weights in the Keras 2 HDF5 layout of the published ImageNet files."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+
+
+def test_imagenet_file_in_keras_home_is_used_offline(tmp_path, monkeypatch, vgg16):
+    # A stand-in for the real file, in the same legacy HDF5 layout, under the real file name.
+    home = tmp_path / "keras_home"
+    (home / "models").mkdir(parents=True)
+    spec = models.IMAGENET_FILES["vgg16"]
+    path = home / "models" / spec.file
+    write_legacy_h5(models.base_of(vgg16), path)
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.setitem(
+        models.IMAGENET_FILES,
+        "vgg16",
+        models.ImagenetFile("vgg16", spec.file, models.file_md5(path), spec.url),
+    )
+    info = models.resolve_weights("imagenet", base="vgg16", download=False)
+    assert (info.kind, info.path, info.md5) == ("imagenet", str(path), models.file_md5(path))
+    loaded = models.build("vgg16_features", image_size=SIZE)  # weights="imagenet" by default
+    for a, b in zip(
+        models.base_of(vgg16).get_weights(), models.base_of(loaded).get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_damaged_imagenet_file_is_reported(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / models.IMAGENET_FILES["resnet50"].file).write_bytes(b"not weights")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(AgegenderError, match="damaged") as error:
+        models.resolve_weights("imagenet", base="resnet50")
+    assert "4d473c1dd8becc155b73f8504c6f6626" in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["vgg16_features", "resnet50_finetune"])
+def test_offline_imagenet_fails_fast_and_says_what_to_do(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    spec = models.IMAGENET_FILES[models.imagenet_base_name(name)]
+    started = time.monotonic()
+    with pytest.raises(AgegenderError) as error:
+        models.build(name, image_size=SIZE)  # no internet here: the download must fail
+    elapsed = time.monotonic() - started
+    message = str(error.value)
+    assert spec.file in message and spec.md5 in message
+    assert str(tmp_path / "models" / spec.file) in message
+    assert "weights=None" in message
+    assert elapsed < 2 * models.DOWNLOAD_TIMEOUT_S + 10
+    with pytest.raises(AgegenderError, match="not on this machine"):
+        models.resolve_weights("imagenet", base=spec.base, download=False)
+
+
+def test_keras_checkpoint_is_a_starting_point(tmp_path, cnn, images):
+    path = tmp_path / "trained.keras"
+    cnn.save(path)
+    loaded = models.build("custom_cnn", image_size=SIZE, weights=path)
+    np.testing.assert_allclose(
+        outputs_of(loaded, images)["age"], outputs_of(cnn, images)["age"], rtol=1e-5
+    )
+    assert models.resolve_weights(path).kind == "checkpoint"
+    other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(AgegenderError, match="not an age and gender model"):
+        models.load_checkpoint(tmp_path / "other.keras")
+
+
+def test_saved_dex_vgg16_model_loads_with_its_custom_layers(tmp_path, images):
+    model = models.build("vgg16_features", image_size=SIZE, weights=None, age_head="dex", units=8)
+    model.save(tmp_path / "dex.keras")
+    loaded = models.load_checkpoint(tmp_path / "dex.keras")
+    np.testing.assert_allclose(
+        outputs_of(loaded, images)["age"], outputs_of(model, images)["age"], rtol=1e-4
+    )
+    assert models.base_of(loaded).name == "vgg16"
+
+
+# --- cached features -----------------------------------------------------------------------------
+
+
+def loader_of(images, rows, files=True):
+    n = len(images)
+    names = [f"face{i}.jpg" for i in range(n)] if files else None
+    return FaceBatches(
+        images.astype("uint8"), rows, np.arange(n) + 20, np.arange(n) % 2, names, batch_size=4
+    )
+
+
+def test_features_are_computed_once_and_match_the_end_to_end_model(tmp_path, vgg16, images):
+    extractor, heads = models.split(vgg16)
+    loader = loader_of(images, np.arange(6))
+    first = models.extract_features(extractor, loader, tmp_path)
+    cached = list(tmp_path.glob("*.npy"))
+    assert len(cached) == 1 and first.shape == (6, 1, 1, 512)
+    direct = extractor.predict(images.astype("uint8").astype("float32"), verbose=0)
+    np.testing.assert_allclose(first, direct, rtol=1e-4, atol=1e-4)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("features were computed again")
+
+    original = extractor.predict_on_batch
+    extractor.predict_on_batch = fail
+    try:
+        again = models.extract_features(extractor, loader, tmp_path)
+    finally:
+        extractor.predict_on_batch = original
+    np.testing.assert_array_equal(first, again)
+    heads_age = heads.predict(np.asarray(first), verbose=0)["age"]
+    end_to_end = models.assemble(extractor, heads, name="check")
+    np.testing.assert_allclose(
+        outputs_of(end_to_end, images.astype("uint8").astype("float32"))["age"],
+        heads_age,
+        rtol=1e-4,
+    )
+
+
+def test_feature_cache_key_follows_rows_files_and_weights(vgg16, images):
+    extractor, _ = models.split(vgg16)
+    key = models.features_key(extractor, loader_of(images, np.arange(6)))
+    assert key == models.features_key(extractor, loader_of(images, np.arange(6)))
+    assert key != models.features_key(extractor, loader_of(images, np.arange(5)))
+    unnamed = models.features_key(extractor, loader_of(images, np.arange(6), files=False))
+    assert unnamed != models.features_key(
+        extractor, loader_of(images[::-1].copy(), np.arange(6), False)
+    )
+    other = models.imagenet_extractor("vgg16", image_size=SIZE, weights=None)
+    assert key != models.features_key(other, loader_of(images, np.arange(6)))
+
+
+def test_shuffled_loader_cannot_be_cached(tmp_path, vgg16, images):
+    loader = FaceBatches(
+        images.astype("uint8"), np.arange(6), np.zeros(6), np.zeros(6), batch_size=4, shuffle=True
+    )
+    with pytest.raises(ValueError, match="row order"):
+        models.extract_features(models.split(vgg16)[0], loader, tmp_path)

@@ -1,0 +1,420 @@
+"""Training: a tiny model learns a synthetic signal; results files; resume; stages; features."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from agegender import evaluation, models, training
+from agegender.data.loader import FaceBatches
+
+SIZE = 16
+TINY_CNN = {"width": 8, "depth": 2, "units": 16, "dropout": 0.0}
+
+
+def synthetic_faces(n: int, size: int = SIZE, seed: int = 0):
+    """Images whose brightness is the age (0-80) and whose left half is brighter for females."""
+    rng = np.random.default_rng(seed)
+    ages = rng.integers(0, 81, n)
+    genders = rng.integers(0, 2, n)
+    images = np.repeat((ages * 3.0)[:, None, None, None], 3, axis=-1) * np.ones((1, size, size, 1))
+    images[:, :, : size // 2] += 40.0 * genders[:, None, None, None]
+    images += rng.normal(0, 4, images.shape)
+    files = [
+        f"{a}_{g}_{i % 5}_20170101{i:09d}.jpg.chip.jpg"
+        for i, (a, g) in enumerate(zip(ages, genders, strict=True))
+    ]
+    return np.clip(images, 0, 255).astype("uint8"), ages, genders, np.array(files)
+
+
+def loaders(n_train=64, n_val=16, n_test=16, size=SIZE, batch_size=16):
+    images, ages, genders, files = synthetic_faces(n_train + n_val + n_test, size)
+    rows = np.arange(len(images))
+    return (
+        FaceBatches(
+            images, rows[:n_train], ages, genders, files, batch_size=batch_size, shuffle=True
+        ),
+        FaceBatches(
+            images, rows[n_train : n_train + n_val], ages, genders, files, batch_size=batch_size
+        ),
+        FaceBatches(images, rows[n_train + n_val :], ages, genders, files, batch_size=batch_size),
+    )
+
+
+def config(**changes):
+    values = {
+        "epochs": 3,
+        "learning_rate": 3e-3,
+        "bootstrap_resamples": 20,
+        "verbose": 0,
+        "early_stopping_patience": 20,
+        "reduce_lr_patience": 20,
+        **changes,
+    }
+    return training.TrainingConfig(**values)
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    """Stands for a killed process: raises at the end of the given epoch."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Interrupt(f"interrupted after epoch {epoch}")
+
+
+class EpochsSeen(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_tiny_cnn_learns_age_from_brightness_and_writes_results(tmp_path):
+    train, val, test = loaders(n_train=96)
+    experiment = training.run_experiment(
+        "custom_cnn",
+        train,
+        val,
+        test,
+        results_dir=tmp_path / "results",
+        work_dir=tmp_path / "work",
+        config=config(epochs=12, learning_rate=1e-2),
+        model_options=TINY_CNN,
+        provenance={"profile": "test"},
+    )
+    history = experiment.history
+    assert history["epoch"].tolist() == list(range(12))
+    assert history["loss"].iloc[-1] < 0.5 * history["loss"].iloc[0]
+    # better than always guessing the mean age of the training set
+    guess = np.full(len(test.ages), train.ages.mean())
+    assert experiment.metrics["overall"]["age_mae"] < 0.7 * evaluation.mae(test.ages, guess)
+
+    results = tmp_path / "results"
+    assert sorted(p.name for p in results.iterdir()) == [
+        "history.csv",
+        "metrics.json",
+        "predictions.csv",
+        "provenance.json",
+    ]
+    saved_history = pd.read_csv(results / "history.csv")
+    for column in (
+        "epoch",
+        "stage",
+        "learning_rate",
+        "loss",
+        "val_loss",
+        "val_age_mae",
+        "val_gender_accuracy",
+        "val_gender_auc",
+    ):
+        assert column in saved_history
+    predictions = pd.read_csv(results / "predictions.csv")
+    assert list(predictions.columns) == list(evaluation.COLUMNS)
+    assert predictions["file"].tolist() == list(test.files)
+    assert predictions["age_true"].tolist() == list(test.ages)
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert metrics["overall"]["n"] == len(test.rows)
+    assert set(metrics["confidence_intervals"]) == set(evaluation.METRICS)
+    assert {row["grouping"] for row in metrics["by_group"]} == {"age_band", "race", "gender"}
+    assert metrics["best_epoch"] == int(saved_history["val_loss"].idxmin())
+    provenance = json.loads((results / "provenance.json").read_text())
+    assert provenance["profile"] == "test"
+    assert provenance["backend"] == keras.backend.backend()
+    assert provenance["weights"] == {"kind": "none", "path": None, "md5": None}
+    assert provenance["seed"] == 0 and provenance["devices"]
+    assert provenance["packages"]["keras"] == keras.__version__
+    assert "git_commit" in provenance and provenance["wall_time_s"] > 0
+    assert provenance["parameters"]["model_options"]["width"] == 8
+    assert (tmp_path / "work" / "best.keras").is_file()
+    assert experiment.model_path == tmp_path / "work" / "best.keras"
+
+
+def test_interrupted_run_resumes_without_gaps_or_repeats(tmp_path):
+    train, val, test = loaders()
+    arguments = {
+        "results_dir": tmp_path / "results",
+        "work_dir": tmp_path / "work",
+        "config": config(epochs=5),
+        "model_options": TINY_CNN,
+    }
+    with pytest.raises(Interrupt):
+        training.run_experiment(
+            "custom_cnn", train, val, test, **arguments, callbacks=[InterruptAfter(epoch=2)]
+        )
+    state = json.loads((tmp_path / "work" / "state" / "train" / "state.json").read_text())
+    assert state["next_epoch"] == 3 and not state["done"]
+    assert set(state["callbacks"]) == {"early_stopping", "reduce_lr", "checkpoint"}
+    watched = pd.read_csv(tmp_path / "work" / "state" / "train" / "history.csv")
+    assert watched["epoch"].tolist() == [0, 1, 2]
+    assert not (tmp_path / "results" / "history.csv").exists()
+
+    seen = EpochsSeen()
+    train, val, test = loaders()  # a new process has new loaders
+    experiment = training.run_experiment(
+        "custom_cnn", train, val, test, **arguments, callbacks=[seen]
+    )
+    assert seen.epochs == [3, 4]
+    history = pd.read_csv(tmp_path / "results" / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2, 3, 4]
+    assert history["loss"].iloc[:3].tolist() == pytest.approx(
+        [row["loss"] for row in state["history"]]
+    )
+    assert experiment.provenance["resumed"] is True
+    assert not list((tmp_path / "work" / "state" / "train").glob("*.weights.h5"))
+
+    # started again once finished, it trains no more and evaluates the same best model
+    again = training.run_experiment("custom_cnn", *loaders(), **arguments, callbacks=[seen])
+    assert seen.epochs == [3, 4]
+    pd.testing.assert_frame_equal(again.history, experiment.history)
+    assert again.metrics["overall"] == experiment.metrics["overall"]
+
+
+def test_changed_parameters_start_over(tmp_path):
+    arguments = {
+        "results_dir": tmp_path / "results",
+        "work_dir": tmp_path / "work",
+        "model_options": TINY_CNN,
+    }
+    with pytest.raises(Interrupt):
+        training.run_experiment(
+            "custom_cnn",
+            *loaders(n_train=16),
+            config=config(epochs=2),
+            **arguments,
+            callbacks=[InterruptAfter(epoch=0)],
+        )
+    seen = EpochsSeen()
+    training.run_experiment(
+        "custom_cnn",
+        *loaders(n_train=16),
+        config=config(epochs=2, seed=1),
+        **arguments,
+        callbacks=[seen],
+    )
+    assert seen.epochs == [0, 1]
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path):
+    train, val, test = loaders()
+    experiment = training.run_experiment(
+        "custom_cnn",
+        train,
+        val,
+        test,
+        results_dir=tmp_path / "r",
+        work_dir=tmp_path / "w",
+        config=config(
+            epochs=30, learning_rate=0.3, early_stopping_patience=1, reduce_lr_patience=5
+        ),
+        model_options=TINY_CNN,
+    )
+    history = experiment.history
+    assert len(history) < 30  # a learning rate this high stops improving quickly
+    best = history["val_loss"].idxmin()
+    assert experiment.metrics["best_epoch"] == best
+    predicted = training.predict(experiment.model, val)
+    # the returned model is the best epoch's: its validation age MAE is that epoch's
+    assert evaluation.mae(predicted["age_true"], predicted["age_pred"]) == pytest.approx(
+        history.loc[best, "val_age_mae"], rel=1e-3
+    )
+
+
+def fake_resnet50_finetune(*, image_size, channels=3, weights=None, seed=None, **head_options):
+    """A tiny stand-in with ResNet-50's layer names, so the stages run in seconds."""
+    inputs = keras.Input((image_size, image_size, 3))
+    x = inputs
+    for block in ("conv4_block1", "conv5_block1", "conv5_block2"):
+        x = keras.layers.Conv2D(4, 3, padding="same", name=f"{block}_1_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"{block}_1_bn")(x)
+    base = keras.Model(inputs, x, name="resnet50")
+    base.trainable = False
+    images = keras.Input((image_size, image_size, channels), name="image")
+    extractor = keras.Model(images, base(images, training=False), name="extractor")
+    heads = models.heads(extractor.output.shape[1:], units=8)
+    return models.assemble(extractor, heads, name="resnet50_finetune")
+
+
+def test_two_stages_unfreeze_and_continue_the_history(tmp_path, monkeypatch):
+    monkeypatch.setitem(models.BUILDERS, "resnet50_finetune", fake_resnet50_finetune)
+    trainable_counts = []
+
+    class CountTrainable(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            trainable_counts.append(len(self.model.trainable_weights))
+
+    experiment = training.run_experiment(
+        "resnet50_finetune",
+        *loaders(),
+        results_dir=tmp_path / "r",
+        work_dir=tmp_path / "w",
+        config=config(
+            epochs=2, fine_tune_epochs=2, fine_tune_blocks=2, fine_tune_learning_rate=1e-4
+        ),
+        model_options={"weights": None},
+        callbacks=[CountTrainable()],
+    )
+    history = experiment.history
+    assert history["epoch"].tolist() == [0, 1, 2, 3]
+    assert history["stage"].tolist() == ["train", "train", "fine_tune", "fine_tune"]
+    assert history["learning_rate"].tolist() == pytest.approx([3e-3, 3e-3, 1e-4, 1e-4])
+    heads = 2 * 2 + 2 * 2  # two dense layers per branch, kernel and bias each
+    assert trainable_counts == [heads, heads + 2 * 2]  # + conv5_block1/2 kernels and biases
+    base = models.base_of(experiment.model)
+    assert not any(
+        layer.trainable
+        for layer in base.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
+
+
+def test_interrupted_fine_tuning_resumes_in_its_stage(tmp_path, monkeypatch):
+    monkeypatch.setitem(models.BUILDERS, "resnet50_finetune", fake_resnet50_finetune)
+    arguments = {
+        "results_dir": tmp_path / "r",
+        "work_dir": tmp_path / "w",
+        "config": config(epochs=2, fine_tune_epochs=3, fine_tune_blocks=1),
+        "model_options": {"weights": None},
+    }
+    with pytest.raises(Interrupt):
+        training.run_experiment(
+            "resnet50_finetune", *loaders(), **arguments, callbacks=[InterruptAfter(epoch=3)]
+        )
+    seen = EpochsSeen()
+    experiment = training.run_experiment(
+        "resnet50_finetune", *loaders(), **arguments, callbacks=[seen]
+    )
+    assert seen.epochs == [4]
+    assert experiment.history["epoch"].tolist() == [0, 1, 2, 3, 4]
+    assert experiment.history["stage"].tolist() == ["train"] * 2 + ["fine_tune"] * 3
+
+
+def test_vgg16_heads_train_on_features_computed_once(tmp_path):
+    train, val, test = loaders(n_train=16, n_val=8, n_test=8, size=32, batch_size=8)
+    cache = tmp_path / "features"
+    arguments = {
+        "results_dir": tmp_path / "r",
+        "feature_cache_dir": cache,
+        "config": config(epochs=2),
+        "model_options": {"weights": None, "units": 8, "pooling": "avg"},
+    }
+    experiment = training.run_experiment(
+        "vgg16_features", train, val, test, work_dir=tmp_path / "w1", **arguments
+    )
+    cached = {path: path.stat().st_mtime_ns for path in cache.glob("*.npy")}
+    assert len(cached) == 3  # train, val, test
+    training.run_experiment(
+        "vgg16_features", *loaders(16, 8, 8, 32, 8), work_dir=tmp_path / "w2", **arguments
+    )
+    assert {path: path.stat().st_mtime_ns for path in cache.glob("*.npy")} == cached
+    # the saved end-to-end model predicts from images what the heads predicted from features
+    end_to_end = keras.saving.load_model(experiment.model_path)
+    assert experiment.model_path.name == "model.keras"
+    assert models.base_of(end_to_end).name == "vgg16"
+    predicted = training.predict(end_to_end, test)
+    np.testing.assert_allclose(
+        predicted["age_pred"], experiment.predictions["age_pred"], rtol=1e-4, atol=1e-3
+    )
+
+
+def test_mixed_precision_dex_run_keeps_float32_outputs_and_restores_the_policy(tmp_path):
+    experiment = training.run_experiment(
+        "custom_cnn",
+        *loaders(n_train=16, n_val=8, n_test=8),
+        results_dir=tmp_path / "r",
+        work_dir=tmp_path / "w",
+        config=config(epochs=1, mixed_precision=True, age_loss="huber", age_loss_weight=0.1),
+        model_options={**TINY_CNN, "age_head": "dex"},
+    )
+    assert experiment.provenance["dtype_policy"] == "mixed_float16"
+    assert keras.config.dtype_policy().name == "float32"
+    outputs = experiment.model.predict(np.zeros((2, SIZE, SIZE, 3), "float32"), verbose=0)
+    assert outputs["age"].dtype == np.float32 and outputs["gender"].dtype == np.float32
+    assert experiment.model.get_layer("heads").get_layer("age_bins").units == models.DEX_BINS
+    assert np.isfinite(experiment.history[["loss", "val_age_mae"]]).all().all()
+
+
+def test_compile_model_names_the_metrics():
+    model = models.build("custom_cnn", image_size=SIZE, **TINY_CNN)
+    training.compile_model(model, learning_rate=1e-3, age_loss="mse", age_loss_weight=0.1)
+    train, _, _ = loaders(n_train=16)
+    logs = model.fit(train, epochs=1, verbose=0).history
+    assert {"loss", "age_loss", "gender_loss", "age_mae", "gender_accuracy", "gender_auc"} <= set(
+        logs
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": -1}, "Received: epochs=-1"),
+        ({"epochs": 0}, "at least one epoch"),
+        ({"age_loss": "l1"}, "Received: age_loss='l1'"),
+        ({"learning_rate": 0}, "Received: learning_rate=0"),
+        ({"reduce_lr_factor": 2}, "Received: reduce_lr_factor=2"),
+    ],
+)
+def test_config_is_checked(changes, message):
+    with pytest.raises(ValueError, match=message):
+        training.TrainingConfig(**changes)
+
+
+def test_run_arguments_are_checked(tmp_path):
+    train, val, test = loaders(n_train=16)
+    with pytest.raises(ValueError, match="fine-tuning stage"):
+        training.run_experiment(
+            "custom_cnn",
+            train,
+            val,
+            test,
+            results_dir=tmp_path,
+            work_dir=tmp_path,
+            config=config(fine_tune_epochs=1),
+        )
+    with pytest.raises(ValueError, match="without augmentation"):
+        training.run_experiment(
+            "vgg16_features",
+            train,
+            val,
+            test,
+            results_dir=tmp_path,
+            work_dir=tmp_path,
+            model_options={"weights": None, "augmentation": models.Augmentation()},
+        )
+    with pytest.raises(ValueError, match="Received: channels=1"):
+        training.run_experiment(
+            "custom_cnn",
+            train,
+            val,
+            test,
+            results_dir=tmp_path,
+            work_dir=tmp_path,
+            model_options={"channels": 1},
+        )
+    with pytest.raises(ValueError, match="must not shuffle"):
+        training.run_experiment(
+            "custom_cnn", train, train, test, results_dir=tmp_path, work_dir=tmp_path
+        )
+
+
+def test_git_commit_and_versions_are_recorded():
+    commit = training.git_commit()
+    assert set(commit) == {"git_commit", "git_dirty"}
+    assert commit["git_commit"] is None or len(commit["git_commit"]) == 40
+    versions = training.package_versions()
+    assert versions["numpy"] == np.__version__ and "tensorflow" in versions
