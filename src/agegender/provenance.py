@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from importlib import metadata
 
 from agegender import platforms
@@ -35,48 +36,59 @@ def versions() -> dict[str, str]:
     return found
 
 
-def git_commit() -> str | None:
-    """The project's git commit, with ``-dirty`` when files differ from it; None outside git."""
+def git_commit() -> dict:
+    """``{"git_commit": sha or None, "git_dirty": bool or None}`` of the project's checkout."""
     try:
         root = project_root()
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
-        dirty = subprocess.run(
+        status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=root,
             capture_output=True,
             text=True,
+            timeout=10,
             check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return f"{commit}-dirty" if dirty else commit
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit or None, "git_dirty": bool(status.strip())}
 
 
-def backend_and_device() -> tuple[str, str]:
-    """The Keras backend and the device it computes on (asks Keras only when already imported)."""
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+def backend() -> str:
+    """The Keras backend (from the environment when Keras is not imported yet)."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def devices() -> list[str]:
+    """The devices the Keras backend computes on, e.g. ``["gpu:0"]`` or ``["cpu:0"]``.
+
+    Keras is not imported for this: without it (the data chapter), the answer is the CPU.
+    """
     if "keras" not in sys.modules:
-        return backend, "cpu"
+        return ["cpu:0"]
     import keras
 
-    backend = keras.backend.backend()
-    device = "cpu"
-    if backend == "jax":
-        import jax
+    try:
+        return [str(device) for device in keras.distribution.list_devices()]
+    except Exception:  # backends without keras.distribution (torch): ask the backend itself
+        if keras.backend.backend() == "torch":
+            torch = __import__("torch")
+            if torch.cuda.is_available():
+                return [f"gpu:{i}" for i in range(torch.cuda.device_count())]
+        return ["cpu:0"]
 
-        device = str(jax.devices()[0]).lower()
-    elif backend == "tensorflow":
-        import tensorflow as tf
 
-        gpus = tf.config.list_logical_devices("GPU")
-        device = gpus[0].name if gpus else "cpu"
-    elif backend == "torch":
-        import torch
-
-        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return backend, device
+def on_gpu() -> bool:
+    return any(device.lower().startswith(("gpu", "cuda")) for device in devices())
 
 
 def collect(
@@ -97,7 +109,6 @@ def collect(
         dataset_sha256, split_sha256: from `agegender.data.dataset.report`.
         weights: the weights actually used (e.g. ``"none (random initialisation)"``).
     """
-    backend, device = backend_and_device()
     return {
         "profile": profile,
         "parameters": parameters,
@@ -105,14 +116,21 @@ def collect(
         "split_sha256": split_sha256,
         "weights": weights,
         "seed": parameters.get("seed"),
-        "backend": backend,
-        "device": device,
+        **software_and_machine(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_time_s": round(time.time() - started, 1),
+    }
+
+
+def software_and_machine() -> dict:
+    """Backend, devices, platform, machine, package versions and git commit."""
+    return {
+        "backend": backend(),
+        "devices": devices(),
         "platform": platforms.detect(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
         "versions": versions(),
-        "git_commit": git_commit(),
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "wall_seconds": round(time.time() - started, 1),
+        **git_commit(),
     }
 
 
@@ -129,16 +147,18 @@ def card(record: dict) -> str:
         ("Split sha256", short(record["split_sha256"])),
         ("Weights", record["weights"] or "n/a"),
         ("Seed", f"`{record['seed']}`"),
-        ("Backend, device", f"{record['backend']}, {record['device']} ({record['machine']})"),
+        (
+            "Backend, devices",
+            f"{record['backend']}, {', '.join(record['devices'])} ({record['machine']})",
+        ),
         ("Versions", ", ".join(f"{k} {v}" for k, v in record["versions"].items())),
-        ("Git commit", f"`{_short_commit(record['git_commit'])}`"),
-        ("Wall time", f"{record['wall_seconds']:.0f} s, finished {record['finished']}"),
+        ("Git commit", _short_commit(record["git_commit"], record["git_dirty"])),
+        ("Wall time", f"{record['wall_time_s']:.0f} s, finished {record['finished_at']}"),
     ]
     return "| Provenance | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
-def _short_commit(commit: str | None) -> str:
+def _short_commit(commit: str | None, dirty: bool | None) -> str:
     if commit is None:
         return "unknown"
-    sha, _, dirty = commit.partition("-")
-    return sha[:12] + (" (uncommitted changes)" if dirty else "")
+    return f"`{commit[:12]}`" + (" (with uncommitted changes)" if dirty else "")

@@ -41,11 +41,11 @@ def profiles() -> list[str]:
 
 def default_profile() -> str:
     """``gpu`` when the Keras backend sees a GPU, else ``cpu``."""
-    import keras  # noqa: F401 - so that the device is asked of the backend
+    import keras  # noqa: F401 - so that the devices are asked of the backend
 
-    from agegender.provenance import backend_and_device
+    from agegender.provenance import on_gpu
 
-    return "cpu" if backend_and_device()[1] == "cpu" else "gpu"
+    return "gpu" if on_gpu() else "cpu"
 
 
 def load_profile(name: str) -> dict:

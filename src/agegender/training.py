@@ -19,11 +19,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
-import platform
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,14 +32,14 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from agegender import __version__, evaluation, models
+from agegender import evaluation, models
 from agegender.data.loader import FaceBatches
 from agegender.files import write_json_atomic, write_text_atomic
+from agegender.provenance import on_gpu, software_and_machine
 
 AGE_LOSSES = {"mae": "mean_absolute_error", "mse": "mean_squared_error", "huber": "huber"}
 FEATURE_MODELS = ("vgg16_features",)  # heads trained on cached features of a frozen base
 FINE_TUNE_MODELS = ("resnet50_finetune",)
-PACKAGES = ("keras", "numpy", "pandas", "tensorflow", "jax", "jaxlib", "torch", "h5py")
 
 
 @dataclass(frozen=True)
@@ -350,14 +347,9 @@ def run_experiment(
         **(provenance or {}),
         "parameters": parameters,
         "seed": config.seed,
-        "backend": keras.backend.backend(),
-        "devices": devices(),
         "dtype_policy": "mixed_float16" if mixed else "float32",
         "weights": weights.to_dict(),
-        "packages": package_versions(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        **git_commit(),
+        **software_and_machine(),
         "resumed": resumed,
         "epochs_run": len(history_table),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -590,58 +582,6 @@ def dtype_policy(name: str):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def devices() -> list[str]:
-    """The devices the Keras backend computes on, e.g. ``["gpu:0"]`` or ``["cpu:0"]``."""
-    try:
-        return [str(device) for device in keras.distribution.list_devices()]
-    except Exception:  # backends without keras.distribution (torch): ask the backend itself
-        if keras.backend.backend() == "torch":
-            torch = __import__("torch")
-            if torch.cuda.is_available():
-                return [f"gpu:{i}" for i in range(torch.cuda.device_count())]
-        return ["cpu:0"]
-
-
-def on_gpu() -> bool:
-    return any(device.lower().startswith(("gpu", "cuda")) for device in devices())
-
-
-def package_versions() -> dict:
-    """Versions of this package and of the libraries that shape the results (None: absent)."""
-    versions = {"agegender": __version__}
-    for package in PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def git_commit() -> dict:
-    """``{"git_commit": sha or None, "git_dirty": bool or None}`` of this package's checkout."""
-    folder = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {"git_commit": None, "git_dirty": None}
-    return {"git_commit": commit or None, "git_dirty": bool(status.strip())}
 
 
 # --- small helpers -----------------------------------------------------------------------------
