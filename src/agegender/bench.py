@@ -57,3 +57,111 @@ def bench_data(data: UTKFace, *, size: int = 128) -> dict:
 def _peak_rss_mib() -> float:
     """This process's peak resident memory so far (Linux reports KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def bench_training(
+    data: UTKFace, *, sizes=(64, 128), batch_size: int = 32, batches: int = 4
+) -> dict:
+    """Training images/s of each model, and VGG16's head epoch on cached features vs end to end.
+
+    Every model trains on real cached images with weights=None (the speed does not depend on the
+    weights' values). The first batch of each measurement compiles and is left out; the rate is
+    over the next `batches` batches.
+    """
+    import keras
+
+    from agegender import models
+    from agegender.data.loader import FaceBatches
+    from agegender.training import compile_model
+
+    throughput, cached = [], []
+    for size in sizes:
+        images = batch_size * (batches + 1)
+        loader = data.batches("train", size=size, batch_size=batch_size, max_images=images)
+        rates = {}
+        for label, model in _training_variants(models, size):
+            compile_model(model, learning_rate=1e-4)
+            rates[label] = _images_per_second(model, loader, epochs=1)
+            throughput.append(
+                {"model": label, "size": size, "train_images_per_s": round(rates[label], 1)}
+            )
+            keras.backend.clear_session()
+
+        extractor, heads = models.split(
+            models.build("vgg16_features", image_size=size, weights=None)
+        )
+        in_order = data.batches(
+            "train", size=size, batch_size=batch_size, max_images=images, shuffle=False
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            features = models.extract_features(extractor, in_order, Path(tmp), verbose=0)
+            extract_seconds = time.perf_counter() - started
+            feature_batches = FaceBatches(
+                features,
+                np.arange(len(features)),
+                in_order.ages,
+                in_order.genders,
+                batch_size=batch_size,
+                shuffle=True,
+            )
+            compile_model(heads, learning_rate=1e-4)
+            head_rate = _images_per_second(heads, feature_batches, epochs=3)
+        head_epoch = images / head_rate
+        end_to_end_epoch = images / rates["vgg16_features (frozen base, end to end)"]
+        cached.append(
+            {
+                "size": size,
+                "images": images,
+                "feature_extraction_images_per_s": round(images / extract_seconds, 1),
+                "head_epoch_seconds_on_cached_features": round(head_epoch, 4),
+                "end_to_end_epoch_seconds": round(end_to_end_epoch, 2),
+                "speedup": round(end_to_end_epoch / head_epoch, 1),
+            }
+        )
+        keras.backend.clear_session()
+    return {
+        "training": throughput,
+        "vgg16_cached_features": cached,
+        "backend": keras.backend.backend(),
+        "batch_size": batch_size,
+    }
+
+
+def _training_variants(models, size: int):
+    """(label, model) for each model, built only when its turn comes."""
+    yield "custom_cnn", models.build("custom_cnn", image_size=size)
+    yield (
+        "vgg16_features (frozen base, end to end)",
+        models.build("vgg16_features", image_size=size, weights=None),
+    )
+    resnet = models.build("resnet50_finetune", image_size=size, weights=None)
+    yield "resnet50_finetune stage 1 (base frozen)", resnet
+    models.unfreeze_top_blocks(resnet, 3)
+    yield "resnet50_finetune stage 2 (top 3 blocks)", resnet
+
+
+def _images_per_second(model, loader, *, epochs: int) -> float:
+    """Steady-state training rate: every batch after the very first one."""
+    import keras
+
+    class Timer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds, self.images = [], []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+
+    timer = Timer()
+    model.fit(loader, epochs=epochs, verbose=0, callbacks=[timer])
+    sizes = [
+        len(loader.rows) % loader.batch_size or loader.batch_size
+        if i == len(loader) - 1
+        else loader.batch_size
+        for i in range(len(loader))
+    ] * epochs
+    return sum(sizes[1:]) / sum(timer.seconds[1:])

@@ -94,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     _data_options(bench)
     bench.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument(
+        "--part",
+        choices=("data", "training", "all"),
+        default="all",
+        help="data: decode and reload; training: models' images/s (minutes)",
+    )
     bench.set_defaults(handler=_bench)
     return parser
 
@@ -188,15 +194,31 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from agegender.bench import bench_data
+    from agegender.bench import bench_data, bench_training
 
-    figures = bench_data(_prepare_data(args), size=args.size)
-    print(
-        json.dumps(figures, indent=2)
-        if args.json
-        else "\n".join(f"{key:<28}{value}" for key, value in figures.items())
-    )
+    data = _prepare_data(args)
+    figures = {}
+    if args.part in ("data", "all"):
+        figures["data"] = bench_data(data, size=args.size)
+    if args.part in ("training", "all"):
+        figures["training"] = bench_training(data)
+    print(json.dumps(figures, indent=2) if args.json else _format_bench(figures))
     return 0
+
+
+def _format_bench(figures: dict) -> str:
+    import pandas as pd
+
+    lines = [f"{key:<34}{value}" for key, value in figures.get("data", {}).items()]
+    training = figures.get("training")
+    if training:
+        lines += [
+            "",
+            pd.DataFrame(training["training"]).to_string(index=False),
+            "",
+            pd.DataFrame(training["vgg16_cached_features"]).to_string(index=False),
+        ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
