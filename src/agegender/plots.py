@@ -121,3 +121,82 @@ def _hashed_order(keys: pd.Series, seed: int) -> pd.Index:
     """`keys`' index ordered by a hash of seed and key: a stable choice on every machine."""
     digests = keys.map(lambda key: hashlib.sha256(f"{seed}:{key}".encode()).hexdigest())
     return pd.Index(digests.sort_values(kind="stable").index)
+
+
+CURVES = (
+    ("loss", "total loss"),
+    ("age_mae", "age MAE (years)"),
+    ("gender_accuracy", "gender accuracy"),
+)
+
+
+def learning_curves(histories: dict[str, pd.DataFrame]) -> Figure:
+    """Loss, age MAE and gender accuracy per epoch; training solid, validation dashed.
+
+    Several models share the axes, one colour each, so their curves compare at a glance. A
+    vertical dotted line marks where a model's fine-tuning stage begins.
+    """
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4), sharex=True)
+    colours = sns.color_palette(n_colors=max(3, len(histories)))
+    for colour, (name, history) in zip(colours, histories.items(), strict=False):
+        epochs = history["epoch"] + 1
+        for ax, (metric, label) in zip(axes, CURVES, strict=True):
+            ax.plot(epochs, history[metric], color=colour, label=f"{name} train")
+            ax.plot(
+                epochs,
+                history[f"val_{metric}"],
+                color=colour,
+                linestyle="--",
+                label=f"{name} validation",
+            )
+            ax.set(title=label, xlabel="epoch")
+            if "stage" in history and (history["stage"] == "fine_tune").any():
+                start = history.loc[history["stage"] == "fine_tune", "epoch"].min() + 0.5
+                ax.axvline(start, color=colour, linestyle=":", linewidth=1)
+    axes[0].xaxis.get_major_locator().set_params(integer=True)
+    axes[-1].legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def predicted_vs_true(predictions: pd.DataFrame) -> Figure:
+    """Predicted against true age for every test image, with the line of perfect predictions."""
+    figure, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.scatter(predictions["age_true"], predictions["age_pred"], s=6, alpha=0.3, linewidths=0)
+    top = max(predictions["age_true"].max(), predictions["age_pred"].max()) + 2
+    ax.plot([0, top], [0, top], color="black", linewidth=1, label="perfect")
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel="true age (years)", ylabel="predicted age (years)")
+    ax.legend(loc="upper left")
+    figure.tight_layout()
+    return figure
+
+
+def confusion(predictions: pd.DataFrame) -> Figure:
+    """Gender confusion matrix: counts, and the share of each true class."""
+    counts = pd.crosstab(
+        predictions["gender_true"].map(dict(enumerate(GENDERS))),
+        predictions["gender_pred"].map(dict(enumerate(GENDERS))),
+    )
+    counts = counts.reindex(index=list(GENDERS), columns=list(GENDERS), fill_value=0)
+    shares = counts.div(counts.sum(axis=1).replace(0, 1), axis=0)
+    labels = counts.astype(str) + "\n" + (shares * 100).round(1).astype(str) + " %"
+    figure, ax = plt.subplots(figsize=(3.8, 3.2))
+    sns.heatmap(shares, annot=labels, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax)
+    ax.set(xlabel="predicted", ylabel="true")
+    figure.tight_layout()
+    return figure
+
+
+def worst_errors(images: Path, predictions: pd.DataFrame, *, n: int = 8, size: int = 96) -> Figure:
+    """The test faces with the largest age errors, titled true -> predicted."""
+    errors = (predictions["age_pred"] - predictions["age_true"]).abs()
+    worst = predictions.loc[errors.sort_values(ascending=False, kind="stable").index[:n]]
+    figure, axes = plt.subplots(1, n, figsize=(1.6 * n, 2.1), squeeze=False)
+    for ax, (_, row) in zip(axes[0], worst.iterrows(), strict=False):
+        ax.imshow(load_image(images / row["file"], size))
+        gender = "f" if row["gender_pred"] else "m"
+        ax.set_title(f"{row['age_true']:.0f} → {row['age_pred']:.0f}\npred. {gender}", fontsize=9)
+    for ax in axes[0]:
+        ax.axis("off")
+    figure.tight_layout()
+    return figure

@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 
 from agegender import platforms
 from agegender.config import project_root
@@ -142,10 +143,10 @@ def card(record: dict) -> str:
 
     rows = [
         ("Profile", f"`{record['profile']}`"),
-        ("Parameters", ", ".join(f"`{k}={v!r}`" for k, v in record["parameters"].items())),
+        ("Parameters", ", ".join(f"`{k}={v!r}`" for k, v in _flat(record["parameters"]))),
         ("Dataset sha256", short(record["dataset_sha256"])),
         ("Split sha256", short(record["split_sha256"])),
-        ("Weights", record["weights"] or "n/a"),
+        ("Weights", weights_label(record["weights"]) if record["weights"] else "n/a"),
         ("Seed", f"`{record['seed']}`"),
         (
             "Backend, devices",
@@ -158,7 +159,44 @@ def card(record: dict) -> str:
     return "| Provenance | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
+def weights_label(weights: dict | str) -> str:
+    """``"ImageNet"``, ``"random initialisation"``, or the file that was loaded."""
+    if isinstance(weights, str):
+        return weights
+    if weights["kind"] == "imagenet":
+        return "ImageNet"
+    if weights["kind"] == "none":
+        return "random initialisation"
+    return f"{weights['kind']}: {Path(weights['path']).name}"
+
+
+def _flat(parameters: dict, prefix: str = ""):
+    """Nested parameters as dotted (key, value) pairs, leaving out checksums and weights."""
+    for key, value in parameters.items():
+        if key == "weights" or key.endswith("sha256"):
+            continue
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def _short_commit(commit: str | None, dirty: bool | None) -> str:
     if commit is None:
         return "unknown"
     return f"`{commit[:12]}`" + (" (with uncommitted changes)" if dirty else "")
+
+
+def weights_notice(model: str, weights: dict) -> str:
+    """A MyST warning for a transfer model that did not start from ImageNet; else nothing."""
+    if model == "custom_cnn" or weights["kind"] == "imagenet":
+        return ""
+    used = "random initialisation" if weights["kind"] == "none" else f"`{weights['path']}`"
+    return (
+        ":::{warning}\n"
+        f"**This run is not transfer learning.** {model} started from {used}, not from ImageNet "
+        "weights (they could not be downloaded where this book was built). Its numbers show what "
+        "this architecture learns from UTKFace alone at this scale. Rerun with "
+        '`weights="imagenet"` (the default on any connected machine, see *Reproduce*) for the '
+        "transfer-learning result this chapter is about.\n:::"
+    )

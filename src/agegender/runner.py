@@ -182,6 +182,7 @@ def execute(steps: list[Step]) -> None:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kernels inherit it: no TF notices
     for step in steps:
         running = step.notebook.with_name(f".{step.notebook.stem}.running.ipynb")
         failed = step.notebook.with_suffix(".failed.ipynb")
@@ -234,3 +235,25 @@ def build(root: Path | None = None) -> Path:
     if done.returncode:
         raise AgegenderError("The book build failed (warnings count as errors); see above.")
     return root / "_build" / "html"
+
+
+def parameters_table(root: Path | None = None):
+    """Every chapter's parameters (type, default, help) and each profile's value, as a DataFrame."""
+    import pandas as pd
+
+    rows = []
+    settings = {name: load_profile(name) for name in profiles()}
+    for notebook in chapters(root):
+        for name, spec in declared_parameters(notebook).items():
+            row = {
+                "chapter": notebook.stem,
+                "parameter": name,
+                "type": spec["inferred_type_name"],
+                "default": spec["default"],
+                "meaning": spec["help"],
+            }
+            for profile, values in settings.items():
+                merged = {**values["parameters"], **values["chapters"].get(notebook.stem, {})}
+                row[profile] = repr(merged[name]) if name in merged else ""
+            rows.append(row)
+    return pd.DataFrame(rows)
