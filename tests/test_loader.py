@@ -43,6 +43,15 @@ def test_shuffled_batches_cover_every_row_once_and_reshuffle_each_epoch():
     assert sorted(epoch1) == list(range(50)) and not np.array_equal(epoch0, epoch1)
 
 
+def test_set_epoch_gives_the_order_that_epoch_would_have():
+    resumed = make_batches(n=40, batch_size=8, shuffle=True, seed=5)
+    resumed.set_epoch(2)
+    played = make_batches(n=40, batch_size=8, shuffle=True, seed=5)
+    played.on_epoch_end()
+    played.on_epoch_end()
+    np.testing.assert_array_equal(served_rows(resumed), served_rows(played))
+
+
 def test_targets_match_their_images():
     batches = make_batches(n=30, batch_size=7, shuffle=True, seed=1)
     for i in range(len(batches)):

@@ -459,9 +459,8 @@ def _fit_stage(
 
 def _set_loader_epoch(loader, epoch: int) -> None:
     """Give a resumed shuffling loader the order it would have had at `epoch`."""
-    if getattr(loader, "shuffle", False) and epoch > 0:
-        loader.epoch = epoch - 1
-        loader.on_epoch_end()
+    if getattr(loader, "shuffle", False):
+        loader.set_epoch(epoch)
 
 
 class TrainingState(keras.callbacks.Callback):

@@ -84,8 +84,12 @@ class FaceBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         if self.shuffle:
-            self.epoch += 1
-            self._order = self._ordered_rows()
+            self.set_epoch(self.epoch + 1)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serve the order of epoch `epoch` (0-based), e.g. when an interrupted run resumes."""
+        self.epoch = epoch
+        self._order = self._ordered_rows()
 
     @property
     def ages(self) -> np.ndarray:
