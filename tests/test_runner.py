@@ -125,6 +125,30 @@ def test_execute_stops_at_the_first_failing_chapter(book):
     assert not list((book / "book").glob(".*running*"))
 
 
+def test_the_real_profiles_name_only_real_chapters_and_parameters():
+    notebooks = {nb.stem: runner.declared_parameters(nb) for nb in runner.chapters()}
+    declared = set().union(*notebooks.values())
+    for name in runner.profiles():
+        profile = runner.load_profile(name)
+        assert set(profile["parameters"]) <= declared, name
+        for chapter, values in profile["chapters"].items():
+            assert chapter in notebooks and set(values) <= set(notebooks[chapter]), (name, chapter)
+        assert runner.plan(name)  # and the whole plan checks out
+
+
+def test_a_profile_value_for_an_undeclared_parameter_is_refused(book, monkeypatch):
+    real = runner.load_profile
+
+    def with_typo(name):
+        profile = real(name)
+        profile["chapters"] = {"03_last": {"seeed": 3}}
+        return profile
+
+    monkeypatch.setattr(runner, "load_profile", with_typo)
+    with pytest.raises(AgegenderError, match=r"sets \['seeed'\] for 03_last"):
+        runner.plan("smoke", root=book)
+
+
 def test_profiles_are_the_three_documented_ones():
     assert runner.profiles() == ["cpu", "gpu", "smoke"]
     for name in runner.profiles():

@@ -138,6 +138,14 @@ def plan(
         notebooks = [nb for nb in notebooks if nb in selected]
     declared = {nb: declared_parameters(nb) for nb in notebooks}
     known = set().union(*declared.values()) if declared else set()
+    for notebook, values in settings["chapters"].items():
+        path = next((nb for nb in declared if nb.stem == notebook), None)
+        undeclared = sorted(set(values) - set(declared[path])) if path else []
+        if undeclared:
+            raise AgegenderError(
+                f"Profile {profile!r} sets {undeclared} for {notebook}, which "
+                "does not declare them."
+            )
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise AgegenderError(
