@@ -33,13 +33,8 @@ def label_distributions(split: pd.DataFrame) -> Figure:
     figure, (ages, races) = plt.subplots(1, 2, figsize=(11, 3.6), width_ratios=(1.6, 1))
     sns.histplot(table, x="age", hue="gender name", binwidth=2, multiple="stack", ax=ages)
     ages.set(xlabel="age (years)", ylabel="images", title="Age by gender")
-    sns.countplot(
-        table,
-        y="race name",
-        hue="gender name",
-        ax=races,
-        order=[*RACES, "unknown"][: 5 + bool((table["race name"] == "unknown").any())],
-    )
+    unknown = ["unknown"] if (table["race name"] == "unknown").any() else []
+    sns.countplot(table, y="race name", hue="gender name", order=[*RACES, *unknown], ax=races)
     races.set(xlabel="images", ylabel="", title="Race by gender")
     figure.tight_layout()
     return figure
