@@ -35,3 +35,29 @@ def test_card_shows_every_field_and_flags_uncommitted_changes():
         assert text in card
     record["git_dirty"] = False
     assert "uncommitted" not in provenance.card(record)
+
+
+def test_a_run_rewriting_its_chapters_and_results_is_not_a_code_change(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for path in (
+        "book/02_custom_cnn.ipynb",
+        "results/cpu/custom_cnn/metrics.json",
+        "src/agegender/models.py",
+        "_toc.yml",
+        "pyproject.toml",
+    ):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("first\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    monkeypatch.setenv("AGEGENDER_ROOT", str(tmp_path))
+    (tmp_path / "book/02_custom_cnn.ipynb").write_text("executed\n")
+    (tmp_path / "results/cpu/custom_cnn/metrics.json").write_text("new numbers\n")
+    assert provenance.git_commit()["git_dirty"] is False
+    (tmp_path / "src/agegender/models.py").write_text("changed\n")
+    assert provenance.git_commit()["git_dirty"] is True

@@ -15,6 +15,8 @@ from pathlib import Path
 from agegender import platforms
 from agegender.config import project_root
 
+# What `agegender run` rewrites as it goes: not a change to the code that made the numbers.
+RUN_OUTPUTS = (":(exclude)book/*.ipynb", ":(exclude)results")
 PACKAGES = (
     "agegender",
     "keras",
@@ -38,7 +40,11 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> dict:
-    """``{"git_commit": sha or None, "git_dirty": bool or None}`` of the project's checkout."""
+    """``{"git_commit": sha or None, "git_dirty": bool or None}`` of the project's checkout.
+
+    ``git_dirty`` says whether the code differs from the commit; the chapters and results that a
+    run itself rewrites (`RUN_OUTPUTS`) do not count.
+    """
     try:
         root = project_root()
         commit = subprocess.run(
@@ -50,7 +56,7 @@ def git_commit() -> dict:
             check=True,
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RUN_OUTPUTS],
             cwd=root,
             capture_output=True,
             text=True,
