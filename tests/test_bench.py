@@ -18,7 +18,14 @@ def test_bench_data_rebuilds_and_reloads_the_cache_outside_the_project(utkface_f
 
 def test_bench_training_reports_every_model_and_the_cached_feature_speedup(utkface_folder, project):
     folder, _ = utkface_folder
-    figures = bench_training(prepare(project, str(folder)), sizes=(32,), batch_size=4, batches=2)
+    figures = bench_training(
+        prepare(project, str(folder)),
+        sizes=(32,),
+        batch_size=4,
+        batches=2,
+        head_epoch_images=40,
+        head_batch_size=8,
+    )
     assert [row["model"] for row in figures["training"]] == [
         "custom_cnn",
         "vgg16_features (frozen base, end to end)",
@@ -27,4 +34,4 @@ def test_bench_training_reports_every_model_and_the_cached_feature_speedup(utkfa
     ]
     assert all(row["train_images_per_s"] > 0 for row in figures["training"])
     (cached,) = figures["vgg16_cached_features"]
-    assert cached["images"] == 12 and cached["speedup"] > 0
+    assert cached["epoch_images"] == 40 and cached["speedup"] > 0
