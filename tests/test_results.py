@@ -72,6 +72,10 @@ def test_headline_table_shows_values_with_their_intervals(runs):
         f"{mae['value']:.2f} [{mae['low']:.2f}, {mae['high']:.2f}]"
     )
     assert table.loc["custom_cnn", "test images"] == 60
+    assert table.loc["custom_cnn", "starting weights"] == "trained from scratch"
+    assert table.loc["resnet50_finetune", "starting weights"] == (
+        "random initialisation (not transfer learning)"
+    )
 
 
 def test_group_and_cost_tables(runs):

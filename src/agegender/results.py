@@ -84,6 +84,7 @@ def headline_table(runs: dict[str, ModelResults]) -> pd.DataFrame:
             for m in METRICS
         }
         rows[name]["test images"] = run.metrics["overall"]["n"]
+        rows[name]["starting weights"] = _weights_text(run)
     return pd.DataFrame(rows).T.rename_axis("model")
 
 
@@ -121,12 +122,13 @@ def _with_interval(ci: dict, digits: int) -> str:
 
 def weights_caption(runs: dict[str, ModelResults]) -> str:
     """One sentence naming each model's starting weights, flagging non-transfer runs."""
-    parts = []
-    for name, run in runs.items():
-        label = weights_label(run.provenance["weights"])
-        if name == "custom_cnn" and run.provenance["weights"]["kind"] == "none":
-            label = "trained from scratch"
-        elif run.random_init:
-            label += " (not transfer learning)"
-        parts.append(f"{name}: {label}")
-    return "Starting weights: " + "; ".join(parts) + "."
+    return (
+        "Starting weights: " + "; ".join(f"{n}: {_weights_text(r)}" for n, r in runs.items()) + "."
+    )
+
+
+def _weights_text(run: ModelResults) -> str:
+    if run.name == "custom_cnn" and run.provenance["weights"]["kind"] == "none":
+        return "trained from scratch"
+    label = weights_label(run.provenance["weights"])
+    return f"{label} (not transfer learning)" if run.random_init else label
