@@ -1,6 +1,6 @@
 import pytest
 
-from agegender.data.labels import InvalidName, Labels, age_band, parse_name
+from agegender.data.labels import InvalidName, Labels, age_band, is_documented_name, parse_name
 from tests.conftest import BAD_NAMES, ODD_BUT_ACCEPTED
 
 
@@ -66,3 +66,9 @@ def test_age_band_edges(age, band):
 def test_age_band_refuses_impossible_ages():
     with pytest.raises(ValueError, match="Received: age=117"):
         age_band(117)
+
+
+def test_documented_names_are_told_from_odd_ones():
+    assert is_documented_name("1_0_0_20161219203650636.jpg.chip.jpg")
+    for name in ODD_BUT_ACCEPTED:
+        assert not is_documented_name(name)

@@ -9,7 +9,9 @@ This is what each model chapter calls; it keeps the chapters free of loading and
 
 from __future__ import annotations
 
-from agegender.data.dataset import UTKFace, report
+from agegender.data.dataset import UTKFace
+from agegender.data.manifest import dataset_fingerprint
+from agegender.files import file_sha256
 from agegender.training import Experiment, TrainingConfig, run_experiment
 
 
@@ -57,7 +59,6 @@ def train_on_utkface(
         )
         for which in ("train", "val", "test")
     }
-    counts = report(data)
     return run_experiment(
         name,
         loaders["train"],
@@ -70,8 +71,8 @@ def train_on_utkface(
         model_options=model_options,
         provenance={
             "profile": profile,
-            "dataset_sha256": counts["dataset_sha256"],
-            "split_sha256": counts["split_sha256"],
+            "dataset_sha256": dataset_fingerprint(data.manifest),
+            "split_sha256": file_sha256(data.paths.split_file),
         },
         fresh=fresh,
     )

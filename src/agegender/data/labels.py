@@ -19,6 +19,7 @@ AGE_BANDS = ((0, 12), (13, 19), (20, 39), (40, 59), (60, MAX_AGE))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 _TIMESTAMP = re.compile(r"\d{8,}")
+_DOCUMENTED = re.compile(r"\d+_[01]_[0-4]_\d{17}\.jpg\.chip\.jpg")
 
 
 class InvalidName(ValueError):
@@ -67,6 +68,11 @@ def parse_name(name: str) -> Labels:
     else:
         raise InvalidName("race is not 0-4", name)
     return Labels(age=int(age), gender=int(gender), race=race)
+
+
+def is_documented_name(name: str) -> bool:
+    """True when `name` follows UTKFace's documented pattern exactly (17-digit timestamp)."""
+    return _DOCUMENTED.fullmatch(name) is not None
 
 
 def age_band(age: int) -> str:
