@@ -97,8 +97,11 @@ def make_utkface(folder: Path) -> dict[str, list[str]]:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch):
-    """No test sees the caller's data source or project overrides."""
-    for name in ("UTKFACE_SOURCE", "UTKFACE_SHA256", "AGEGENDER_ROOT", "AGEGENDER_DATA_DIR"):
+    """No test sees the caller's data source, project overrides or hosted platform."""
+    for name in (
+        *("UTKFACE_SOURCE", "UTKFACE_SHA256", "AGEGENDER_ROOT", "AGEGENDER_DATA_DIR"),
+        *("COLAB_RELEASE_TAG", "COLAB_GPU", "KAGGLE_KERNEL_RUN_TYPE"),
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

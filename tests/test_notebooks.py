@@ -14,7 +14,7 @@ from pathlib import Path
 import papermill
 import pytest
 
-from agegender import runner
+from agegender import launch, runner
 from agegender.config import Paths
 from agegender.data.dataset import prepare
 from tests.conftest import REAL_SOURCE, make_utkface
@@ -91,8 +91,16 @@ def test_the_book_builds_with_every_chapter_and_no_error_text(tmp_path):
     )
     (tmp_path / "pyproject.toml").touch()
     html = runner.build(tmp_path)
+    repo = launch.repository(tmp_path)
     for chapter in runner.chapters(tmp_path):
         page = (html / "book" / f"{chapter.stem}.html").read_text()
+        source = f"book/{chapter.name}"
+        for button in (
+            repo.kaggle_url(source),
+            repo.file_url(source).replace("github.com", "colab.research.google.com/github"),
+        ):
+            assert f'href="{button}"' in page, f"{chapter.name} lacks {button}"
+        assert "find_spec" not in page, f"{chapter.name} shows its set-up cell"
         text = re.sub(r"<[^>]+>", " ", page)
         for bad in ("Traceback", "Warning:", "Error:", "DeprecationWarning", "TqdmWarning"):
             assert bad not in text, f"{chapter.name} shows {bad!r}"

@@ -74,6 +74,14 @@ def test_kaggle_source_without_kagglehub_says_how_to_install(project, monkeypatc
         prepare_images(project, "kaggle:jangedoo/utkface-new")
 
 
+def test_on_colab_without_data_the_public_kaggle_copy_is_fetched(project, monkeypatch, tmp_path):
+    monkeypatch.setattr(platforms, "KAGGLE_INPUT", tmp_path / "no-kaggle")
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20261101")
+    monkeypatch.setitem(__import__("sys").modules, "kagglehub", None)
+    with pytest.raises(DataError, match=r"agegender\[kaggle\]"):
+        prepare_images(project)
+
+
 def _tar_with(path, member: tarfile.TarInfo, data: bytes = b"x"):
     with tarfile.open(path, "w:gz") as tar:
         good = tarfile.TarInfo("UTKFace/1_0_0_20170101000000000.jpg.chip.jpg")

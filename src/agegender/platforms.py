@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 KAGGLE_INPUT = Path("/kaggle/input")
+# The most used public copy of UTKFace on Kaggle (its UTKFace/ folder is the aligned crops).
+KAGGLE_UTKFACE = "kaggle:jangedoo/utkface-new"
 
 
 def detect() -> str:
@@ -20,3 +22,11 @@ def detect() -> str:
 def kaggle_input_dir() -> Path | None:
     """Kaggle's folder of attached datasets, when there is one."""
     return KAGGLE_INPUT if KAGGLE_INPUT.is_dir() else None
+
+
+def default_source() -> str | None:
+    """Where UTKFace comes from when nothing is configured: a dataset attached to the Kaggle
+    notebook, else (on Colab or Kaggle) the public Kaggle copy through kagglehub; None locally."""
+    if (attached := kaggle_input_dir()) is not None and any(attached.iterdir()):
+        return str(attached)
+    return KAGGLE_UTKFACE if detect() != "local" else None

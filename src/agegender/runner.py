@@ -231,7 +231,11 @@ def _tidy_injected_cell(path: Path) -> None:
 
 def build(root: Path | None = None) -> Path:
     """Build the book with jupyter-book, warnings as errors; returns the HTML folder."""
+    from agegender import launch
+
     root = root or project_root()
+    for notebook in launch.sync_setup_cells(chapters(root), launch.repository(root)):
+        print(f"Updated the Colab/Kaggle set-up cell of {notebook.name}")
     command = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or shutil.which(
         "jupyter-book"
     )

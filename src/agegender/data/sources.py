@@ -40,7 +40,8 @@ UTKFace was not found. Provide it in one of these ways:
       an http(s) URL of such an archive (append #sha256=HEX to check it), or
       kaggle:OWNER/DATASET (needs `pip install "agegender[kaggle]"` and Kaggle credentials);
   - place the images in {images};
-  - on Kaggle, attach a UTKFace dataset to the notebook."""
+  - on Kaggle, attach a UTKFace dataset to the notebook (on Colab and Kaggle, without one, the
+      public copy {kaggle} is fetched with kagglehub)."""
 
 
 def prepare_images(paths: Paths, source: str | None = None, *, sha256: str | None = None) -> Path:
@@ -49,7 +50,8 @@ def prepare_images(paths: Paths, source: str | None = None, *, sha256: str | Non
     Args:
         paths: the project's folders.
         source: a folder, an archive, an http(s) URL or ``kaggle:OWNER/DATASET``; default
-            `$UTKFACE_SOURCE`, then an already prepared `paths.images`, then Kaggle's inputs.
+            `$UTKFACE_SOURCE`, then an already prepared `paths.images`, then
+            `platforms.default_source` (Kaggle's inputs; the public Kaggle copy on Colab/Kaggle).
         sha256: the expected checksum of a downloaded archive (also `#sha256=` in the URL).
 
     Returns:
@@ -59,10 +61,9 @@ def prepare_images(paths: Paths, source: str | None = None, *, sha256: str | Non
     if source is None:
         if paths.images.is_dir():
             return paths.images
-        kaggle_input = platforms.kaggle_input_dir()
-        if kaggle_input is None or _image_folder(kaggle_input) is None:
-            raise DataError(HOW_TO_PROVIDE.format(images=paths.images))
-        source = str(kaggle_input)
+        source = platforms.default_source()
+        if source is None:
+            raise DataError(_how_to_provide(paths))
 
     identity = _source_identity(source)
     if paths.images.is_dir() and _read_stamp(paths).get("identity") == identity:
@@ -77,10 +78,7 @@ def prepare_images(paths: Paths, source: str | None = None, *, sha256: str | Non
     else:
         local = Path(source).expanduser()
         if not local.exists():
-            raise DataError(
-                f"The data source does not exist: {local}\n\n"
-                + HOW_TO_PROVIDE.format(images=paths.images)
-            )
+            raise DataError(f"The data source does not exist: {local}\n\n" + _how_to_provide(paths))
 
     paths.raw.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".staging-", dir=paths.raw) as staging:
@@ -224,6 +222,10 @@ def download(url: str, folder: Path, *, sha256: str | None = None) -> Path:
         )
     os.replace(part, final)
     return final
+
+
+def _how_to_provide(paths: Paths) -> str:
+    return HOW_TO_PROVIDE.format(images=paths.images, kaggle=platforms.KAGGLE_UTKFACE)
 
 
 def _kaggle_download(handle: str) -> Path:

@@ -1,0 +1,138 @@
+"""Opening the chapters on Colab and Kaggle, all derived from the ``repository`` in ``_config.yml``.
+
+- Jupyter Book's own launch button gives Colab (``launch_buttons.colab_url``); this module is also
+  a Sphinx extension (``sphinx.extra_extensions`` in ``_config.yml``) that adds Kaggle beside it.
+- Every chapter starts with a hidden set-up cell that, where the package is missing (a fresh Colab
+  or Kaggle session), clones the repository and installs it. `sync_setup_cells` writes that cell
+  from the same setting, so a fork only edits ``_config.yml``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from agegender.config import project_root
+from agegender.errors import AgegenderError
+
+SETUP_TAG = "platform-setup"
+CHECKOUT = "agegender-book"
+KAGGLE_URL = "https://kaggle.com/kernels/welcome?src="
+
+SETUP_CELL = string.Template("""\
+# On Colab or Kaggle: fetch this project and install it (hidden in the book; a no-op elsewhere).
+import importlib.util
+import os
+import subprocess
+import sys
+
+repository = "$url"
+branch, checkout = "$branch", "$checkout"
+if importlib.util.find_spec("agegender") is None:
+    if not os.path.isdir(checkout):
+        clone = ["git", "clone", "--depth=1", f"--branch={branch}", repository, checkout]
+        subprocess.run(clone, check=True)
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "-e", f"./{checkout}[kaggle]"]
+    subprocess.run(install, check=True)
+    sys.path.insert(0, os.path.abspath(f"{checkout}/src"))
+    importlib.invalidate_caches()""")
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where the book's sources are published (``repository`` in ``_config.yml``)."""
+
+    url: str
+    branch: str
+    path_to_book: str = ""
+
+    def __post_init__(self):
+        if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", self.url):
+            raise AgegenderError(
+                "repository.url in _config.yml must be a GitHub repository, "
+                f"https://github.com/OWNER/NAME (Colab and Kaggle open notebooks from GitHub). "
+                f"Received: url={self.url!r}"
+            )
+
+    def file_url(self, path: str) -> str:
+        """The GitHub page of a file given relative to the book's folder."""
+        folder = self.path_to_book.strip("/")
+        return f"{self.url}/blob/{self.branch}/{folder + '/' if folder else ''}{path}"
+
+    def kaggle_url(self, path: str) -> str:
+        return KAGGLE_URL + self.file_url(path)
+
+
+def repository(root: Path | None = None) -> Repository:
+    """The ``repository`` setting of the book's ``_config.yml``."""
+    config_file = (root or project_root()) / "_config.yml"
+    setting = (yaml.safe_load(config_file.read_text()) or {}).get("repository") or {}
+    if "url" not in setting:
+        raise AgegenderError(
+            f"{config_file} has no repository.url: set it to the book's GitHub URL."
+        )
+    return Repository(
+        url=str(setting["url"]).rstrip("/"),
+        branch=str(setting.get("branch", "main")),
+        path_to_book=str(setting.get("path_to_book", "")),
+    )
+
+
+def setup_cell_source(repo: Repository) -> str:
+    """The hidden first code cell of every chapter."""
+    return SETUP_CELL.substitute(url=repo.url, branch=repo.branch, checkout=CHECKOUT)
+
+
+def sync_setup_cells(notebooks: list[Path], repo: Repository) -> list[Path]:
+    """Make each notebook's first code cell the set-up cell; returns the notebooks changed."""
+    import nbformat
+
+    changed = []
+    for path in notebooks:
+        notebook = nbformat.read(path, as_version=4)
+        before = nbformat.writes(notebook)
+        found = [c for c in notebook.cells if SETUP_TAG in c.metadata.get("tags", [])]
+        cell = found[0] if found else nbformat.v4.new_code_cell()
+        cell.source = setup_cell_source(repo)
+        cell.metadata["tags"] = ["remove-cell", SETUP_TAG]
+        cells = [c for c in notebook.cells if SETUP_TAG not in c.metadata.get("tags", [])]
+        first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
+        notebook.cells = [*cells[:first_code], cell, *cells[first_code:]]
+        if nbformat.writes(notebook) != before:
+            nbformat.write(notebook, path)
+            changed.append(path)
+    return changed
+
+
+def _add_kaggle_button(app, pagename, templatename, context, doctree):
+    """Put a Kaggle entry in the launch menu that sphinx-book-theme made for a notebook page."""
+    launch = next(
+        (b for b in context.get("header_buttons", []) if b.get("label") == "launch-buttons"), None
+    )
+    if launch is None:
+        return
+    options = app.config.html_theme_options
+    repo = Repository(
+        url=options["repository_url"].rstrip("/"),
+        branch=options.get("repository_branch") or "main",
+        path_to_book=options.get("path_to_docs", ""),
+    )
+    launch["buttons"].append(
+        {
+            "type": "link",
+            "text": "Kaggle",
+            "tooltip": "Launch on Kaggle",
+            "icon": "fab fa-kaggle",
+            "url": repo.kaggle_url(f"{pagename}.ipynb"),
+        }
+    )
+
+
+def setup(app):
+    """Sphinx extension: the Kaggle launch button (after the theme's launch buttons)."""
+    app.connect("html-page-context", _add_kaggle_button, priority=502)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
