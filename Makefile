@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PROFILE ?= auto
+# peer: the off-the-shelf estimator the comparison chapter tests (optional: EXTRAS=dev)
+EXTRAS ?= dev,peer
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
@@ -20,7 +22,7 @@ $(INSTALLED): pyproject.toml
 		{ echo "error: Python 3.11 or newer is needed; run with PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --editable '.[dev]'
+	$(BIN)/python -m pip install --quiet --editable '.[$(EXTRAS)]'
 	@touch $@
 
 ## Create .venv and install the package with its tools (quick when already done)

@@ -347,9 +347,10 @@ def loader_of(images, rows, files=True):
 def test_features_are_computed_once_and_match_the_end_to_end_model(tmp_path, vgg16, images):
     extractor, heads = models.split(vgg16)
     loader = loader_of(images, np.arange(6))
-    first = models.extract_features(extractor, loader, tmp_path)
+    first, seconds = models.extract_features(extractor, loader, tmp_path)
     cached = list(tmp_path.glob("*.npy"))
     assert len(cached) == 1 and first.shape == (6, 1, 1, 512)
+    assert seconds > 0
     direct = extractor.predict(images.astype("uint8").astype("float32"), verbose=0)
     np.testing.assert_allclose(first, direct, rtol=1e-4, atol=1e-4)
 
@@ -359,10 +360,11 @@ def test_features_are_computed_once_and_match_the_end_to_end_model(tmp_path, vgg
     original = extractor.predict_on_batch
     extractor.predict_on_batch = fail
     try:
-        again = models.extract_features(extractor, loader, tmp_path)
+        again, seconds_again = models.extract_features(extractor, loader, tmp_path)
     finally:
         extractor.predict_on_batch = original
     np.testing.assert_array_equal(first, again)
+    assert seconds_again == seconds  # a cached run still reports what the features cost
     heads_age = heads.predict(np.asarray(first), verbose=0)["age"]
     end_to_end = models.assemble(extractor, heads, name="check")
     np.testing.assert_allclose(

@@ -66,8 +66,10 @@ def test_data_figures(dataset):
 def test_model_figures(dataset):
     folder, _, split = dataset
     curves = plots.learning_curves({"a": history(), "b": history(("train", "train"))})
-    assert len(curves.axes) == 3
+    assert len(curves.axes) == 4  # loss, MAE, accuracy and the legend
     assert len(curves.axes[0].lines) == 2 * 2 + 1  # train and validation per model, one stage line
+    legend = [t.get_text() for t in curves.axes[3].get_legend().get_texts()]
+    assert legend[:2] == ["a", "b"] and "validation" in legend
     table = predictions(split)
     worst = plots.worst_errors(folder, table, n=4)
     first_title = worst.axes[0].get_title().split("\n")[0]

@@ -20,7 +20,8 @@ def write_run(folder, *, weights_kind="none", age_offset=0.0, seed=0):
     )
     folder.mkdir(parents=True)
     table.to_csv(folder / "predictions.csv", index=False)
-    (folder / "metrics.json").write_text(json.dumps(evaluation.summarize(table, resamples=50)))
+    summary = evaluation.summarize(table, resamples=50)
+    (folder / "metrics.json").write_text(json.dumps({**summary, "best_epoch": 1}))
     pd.DataFrame(
         {
             "epoch": [0, 1],
@@ -41,7 +42,12 @@ def write_run(folder, *, weights_kind="none", age_offset=0.0, seed=0):
                 "epochs_run": 2,
                 "backend": "tensorflow",
                 "devices": ["cpu:0"],
-                "parameters": {"image_size": 64, "data": {"train": {"images": 400}}},
+                "training_time_s": 80.0,
+                "feature_extraction_s": 10.0,
+                "parameters": {
+                    "image_size": 64,
+                    "data": {"train": {"images": 400}, "test": {"images": 60, "rows_sha256": "r"}},
+                },
             }
         )
     )
@@ -68,13 +74,25 @@ def test_headline_table_shows_values_with_their_intervals(runs):
     table = results.headline_table(runs)
     assert list(table.index) == ["custom_cnn", "resnet50_finetune"]
     mae = runs["custom_cnn"].metrics["confidence_intervals"]["age_mae"]
-    assert table.loc["custom_cnn", "age MAE (years)"] == (
+    assert table.loc["custom_cnn", "age MAE (years) [95% CI]"] == (
         f"{mae['value']:.2f} [{mae['low']:.2f}, {mae['high']:.2f}]"
     )
+    assert (
+        table.loc["custom_cnn", "CS@5"] == f"{runs['custom_cnn'].metrics['overall']['age_cs5']:.3f}"
+    )
     assert table.loc["custom_cnn", "test images"] == 60
-    assert table.loc["custom_cnn", "starting weights"] == "trained from scratch"
-    assert table.loc["resnet50_finetune", "starting weights"] == (
-        "random initialisation (not transfer learning)"
+    assert table.loc["custom_cnn", "starting weights"] == "from scratch"
+    assert (
+        table.loc["resnet50_finetune", "starting weights"] == "random init: not transfer learning"
+    )
+
+
+def test_metrics_table_lists_every_metric_of_one_run(runs):
+    table = results.metrics_table(runs["custom_cnn"])
+    assert list(table.index) == [results.METRIC_LABELS[m] for m in results.METRICS]
+    intervals = runs["custom_cnn"].metrics["confidence_intervals"]
+    assert table.loc["age RMSE (years)", "95% CI"] == (
+        f"[{intervals['age_rmse']['low']:.2f}, {intervals['age_rmse']['high']:.2f}]"
     )
 
 
@@ -83,8 +101,23 @@ def test_group_and_cost_tables(runs):
     assert list(bands.columns) == ["custom_cnn", "resnet50_finetune", "test images"]
     assert (bands["resnet50_finetune"] > bands["custom_cnn"]).all()  # offset by ten years
     cost = results.cost_table(runs)
-    assert cost.loc["custom_cnn", "wall time (min)"] == 1.5
-    assert cost.loc["resnet50_finetune", "weights"] == "random initialisation"
+    assert cost.loc["custom_cnn", "training time (min)"] == 1.5  # 80 s of epochs + 10 s features
+    assert cost.loc["custom_cnn", "training images"] == 400
+    assert cost.loc["custom_cnn", "epochs"] == "2 (best 2)"
+
+
+def test_protocol_names_each_run_and_the_shared_test_images(runs):
+    assert results.protocol(runs) == (
+        "Protocol: custom_cnn trained on 400 images at 64 px for 2 epochs; resnet50_finetune "
+        "trained on 400 images at 64 px for 2 epochs; all tested on the same 60 test images."
+    )
+
+
+def test_runs_tested_on_different_images_are_not_compared(runs):
+    results.check_same_test_images(runs)
+    runs["resnet50_finetune"].provenance["parameters"]["data"]["test"]["rows_sha256"] = "other"
+    with pytest.raises(AgegenderError, match="different images"):
+        results.check_same_test_images(runs)
 
 
 def test_missing_results_are_a_clear_error(tmp_path):

@@ -176,6 +176,9 @@ def test_interrupted_run_resumes_without_gaps_or_repeats(tmp_path):
         [row["loss"] for row in state["history"]]
     )
     assert experiment.provenance["resumed"] is True
+    # the cost counts the epochs of both invocations, not only the second one's
+    assert history["epoch_time_s"].gt(0).all()
+    assert experiment.provenance["training_time_s"] == pytest.approx(history["epoch_time_s"].sum())
     assert not list((tmp_path / "work" / "state" / "train").glob("*.weights.h5"))
 
     # started again once finished, it trains no more and evaluates the same best model

@@ -23,9 +23,11 @@ Only `keras` and `keras.ops` are used, so the models run on the TensorFlow, JAX 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import socket
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ import numpy as np
 from keras import ops
 
 from agegender.errors import AgegenderError
+from agegender.files import write_json_atomic
 
 MODEL_NAMES = ("custom_cnn", "vgg16_features", "resnet50_finetune")
 AGE_HEADS = ("regression", "dex")
@@ -730,11 +733,15 @@ def features_key(extractor: keras.Model, loader) -> str:
     return digest.hexdigest()
 
 
-def extract_features(extractor: keras.Model, loader, cache_dir, *, verbose: int = 1) -> np.ndarray:
+def extract_features(
+    extractor: keras.Model, loader, cache_dir, *, verbose: int = 1
+) -> tuple[np.ndarray, float]:
     """The extractor's features for every image of a loader, computed once and cached on disk.
 
     The cache file is named by `features_key`, so a different split, subset, image size or set of
-    weights gets its own file; it is written under a temporary name and renamed when complete.
+    weights gets its own file; it is written under a temporary name and renamed when complete. The
+    seconds the extraction took are kept beside it (``.json``), so a run that reuses the cache
+    still reports what the features cost.
 
     Args:
         extractor: a feature extractor, e.g. ``split(model)[0]``.
@@ -743,12 +750,15 @@ def extract_features(extractor: keras.Model, loader, cache_dir, *, verbose: int 
         verbose: show a progress bar when computing.
 
     Returns:
-        A read-only memory-mapped float32 array (N, *feature_shape), in the loader's row order.
+        A read-only memory-mapped float32 array (N, *feature_shape), in the loader's row order,
+        and the seconds its extraction took (None for a cache made before they were recorded).
     """
     cache_dir = Path(cache_dir)
     path = cache_dir / f"features-{features_key(extractor, loader)[:24]}.npy"
+    record = path.with_suffix(".json")
     if path.is_file():
-        return np.load(path, mmap_mode="r")
+        seconds = json.loads(record.read_text())["seconds"] if record.is_file() else None
+        return np.load(path, mmap_mode="r"), seconds
     if getattr(loader, "shuffle", False):
         raise ValueError("Features must be extracted in row order. Received a shuffled loader.")
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -756,7 +766,7 @@ def extract_features(extractor: keras.Model, loader, cache_dir, *, verbose: int 
     shape = (len(loader.rows), *extractor.output.shape[1:])
     features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     progress = keras.utils.Progbar(len(loader), verbose=verbose, unit_name="batch")
-    start = 0
+    started, start = time.perf_counter(), 0
     for index in range(len(loader)):
         images, _ = loader[index]
         batch = np.asarray(extractor.predict_on_batch(images))
@@ -765,8 +775,10 @@ def extract_features(extractor: keras.Model, loader, cache_dir, *, verbose: int 
         progress.update(index + 1)
     features.flush()
     del features
+    seconds = round(time.perf_counter() - started, 3)
+    write_json_atomic(record, {"seconds": seconds, "images": shape[0]})
     os.replace(tmp, path)
-    return np.load(path, mmap_mode="r")
+    return np.load(path, mmap_mode="r"), seconds
 
 
 # --- argument checks ---------------------------------------------------------------------------

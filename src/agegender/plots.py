@@ -6,9 +6,11 @@ import hashlib
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from agegender.data.cache import load_image
 from agegender.data.labels import AGE_BANDS, GENDERS, RACES, age_band
@@ -128,28 +130,42 @@ CURVES = (
 def learning_curves(histories: dict[str, pd.DataFrame]) -> Figure:
     """Loss, age MAE and gender accuracy per epoch; training solid, validation dashed.
 
-    Several models share the axes, one colour each, so their curves compare at a glance. A
-    vertical dotted line marks where a model's fine-tuning stage begins.
+    Several models share the axes, one colour each, so their curves compare at a glance; the
+    fourth panel is the legend. A vertical dotted line marks where a model's fine-tuning stage
+    begins. The loss and MAE axes are scaled to the epochs after the first, whose much larger
+    values would flatten every other point (a first-epoch point may therefore lie off the top).
     """
-    figure, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4), sharex=True)
+    figure, grid = plt.subplots(2, 2, figsize=(10, 7.2))
+    axes, legend_panel = grid.flat[: len(CURVES)], grid.flat[len(CURVES)]
     colours = sns.color_palette(n_colors=max(3, len(histories)))
+    handles = []
     for colour, (name, history) in zip(colours, histories.items(), strict=False):
         epochs = history["epoch"] + 1
         for ax, (metric, label) in zip(axes, CURVES, strict=True):
-            ax.plot(epochs, history[metric], color=colour, label=f"{name} train")
-            ax.plot(
-                epochs,
-                history[f"val_{metric}"],
-                color=colour,
-                linestyle="--",
-                label=f"{name} validation",
-            )
+            ax.plot(epochs, history[metric], color=colour)
+            ax.plot(epochs, history[f"val_{metric}"], color=colour, linestyle="--")
             ax.set(title=label, xlabel="epoch")
             if "stage" in history and (history["stage"] == "fine_tune").any():
                 start = history.loc[history["stage"] == "fine_tune", "epoch"].min() + 0.5
                 ax.axvline(start, color=colour, linestyle=":", linewidth=1)
-    axes[0].xaxis.get_major_locator().set_params(integer=True)
-    axes[-1].legend(fontsize=8, loc="lower right")
+        handles.append(Line2D([], [], color=colour, linewidth=3, label=name))
+    for ax, (metric, _) in zip(axes, CURVES, strict=True):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if metric != "gender_accuracy":
+            later = [
+                h.loc[h["epoch"] > h["epoch"].min(), [metric, f"val_{metric}"]].to_numpy()
+                for h in histories.values()
+            ]
+            later = np.concatenate([v.ravel() for v in later])
+            if np.isfinite(later).any():
+                ax.set_ylim(bottom=0, top=np.nanmax(later) * 1.05)
+    handles += [
+        Line2D([], [], color="grey", label="training"),
+        Line2D([], [], color="grey", linestyle="--", label="validation"),
+        Line2D([], [], color="grey", linestyle=":", label="fine-tuning starts"),
+    ]
+    legend_panel.axis("off")
+    legend_panel.legend(handles=handles, loc="center", frameon=False, fontsize=11)
     figure.tight_layout()
     return figure
 

@@ -1,4 +1,8 @@
-"""Read what runs wrote to ``results/<profile>/<model>/`` (the comparison never retrains)."""
+"""Read what runs wrote to ``results/<profile>/<model>/`` (the comparison never retrains).
+
+The off-the-shelf peers (`agegender.peer`) write the same files but ``history.csv`` (they are not
+trained); `load_peers` reads them, and the tables take them beside the models.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pandas as pd
 from agegender.errors import AgegenderError
 from agegender.evaluation import METRICS
 from agegender.models import MODEL_NAMES
+from agegender.peer import MODES, result_name
 from agegender.provenance import weights_label
 
 FILES = ("history.csv", "metrics.json", "predictions.csv", "provenance.json")
@@ -35,10 +40,10 @@ DIGITS = {
 
 @dataclass(frozen=True)
 class ModelResults:
-    """One model's run: its four result files, read."""
+    """One model's run: its four result files, read (``history`` is None for a peer)."""
 
     name: str
-    history: pd.DataFrame
+    history: pd.DataFrame | None
     metrics: dict
     predictions: pd.DataFrame
     provenance: dict
@@ -46,17 +51,24 @@ class ModelResults:
     @property
     def random_init(self) -> bool:
         """True when a transfer model ran without pretrained weights."""
-        return self.name != "custom_cnn" and self.provenance["weights"]["kind"] == "none"
+        weights = self.provenance["weights"]
+        return self.name != "custom_cnn" and isinstance(weights, dict) and weights["kind"] == "none"
+
+    @property
+    def peer(self) -> bool:
+        """True for an off-the-shelf peer (`agegender.peer`): tested, never trained here."""
+        return "peer" in self.provenance
 
 
-def load(folder: Path) -> ModelResults:
-    """Read one model's results folder."""
-    missing = [name for name in FILES if not (folder / name).is_file()]
+def load(folder: Path, *, history: bool = True) -> ModelResults:
+    """Read one results folder; a peer's (``history=False``) has no ``history.csv``."""
+    needed = FILES if history else tuple(name for name in FILES if name != "history.csv")
+    missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise AgegenderError(f"{folder} lacks {missing}: run its chapter first.")
     return ModelResults(
         name=folder.name,
-        history=pd.read_csv(folder / "history.csv"),
+        history=pd.read_csv(folder / "history.csv") if history else None,
         metrics=json.loads((folder / "metrics.json").read_text()),
         predictions=pd.read_csv(folder / "predictions.csv"),
         provenance=json.loads((folder / "provenance.json").read_text()),
@@ -72,19 +84,70 @@ def load_profile(results: Path, profile: str) -> dict[str, ModelResults]:
     return found
 
 
+def load_peers(results: Path, profile: str) -> dict[str, ModelResults]:
+    """The off-the-shelf peers' results of one profile, in `agegender.peer.MODES` order.
+
+    Peers are optional: absent ones are left out, and none at all gives an empty dict.
+    """
+    folders = [results / profile / result_name(mode) for mode in MODES]
+    return {folder.name: load(folder, history=False) for folder in folders if folder.is_dir()}
+
+
+def metrics_table(run: ModelResults) -> pd.DataFrame:
+    """Every test metric of one run with its 95% bootstrap interval, one row per metric."""
+    intervals, overall = run.metrics["confidence_intervals"], run.metrics["overall"]
+    rows = {}
+    for m in METRICS:
+        ci = intervals.get(m)
+        rows[METRIC_LABELS[m]] = {
+            "value": f"{overall[m]:.{DIGITS[m]}f}",
+            "95% CI": f"[{ci['low']:.{DIGITS[m]}f}, {ci['high']:.{DIGITS[m]}f}]" if ci else "",
+        }
+    return pd.DataFrame(rows).T.rename_axis(f"{run.name}, {overall['n']:,} test images")
+
+
+def check_same_test_images(runs: dict[str, ModelResults]) -> None:
+    """Refuse to compare runs that were tested on different images.
+
+    Raises:
+        AgegenderError: naming each run's test-image count and row checksum.
+    """
+    tested = {name: run.provenance["parameters"]["data"]["test"] for name, run in runs.items()}
+    if len({t["rows_sha256"] for t in tested.values()}) > 1:
+        listing = "; ".join(
+            f"{name}: {t['images']} images ({t['rows_sha256'][:12]})" for name, t in tested.items()
+        )
+        raise AgegenderError(
+            f"These runs were tested on different images, so they cannot be compared: {listing}. "
+            "Run them again with the same profile (max_eval_images and seed)."
+        )
+
+
+HEADLINE = {
+    "age_mae": "age MAE (years) [95% CI]",
+    "age_cs5": "CS@5",
+    "gender_accuracy": "gender accuracy [95% CI]",
+    "gender_auc": "gender AUC",
+}
+
+
 def headline_table(runs: dict[str, ModelResults]) -> pd.DataFrame:
-    """Test metrics with their 95% intervals, one row per model: ``value [low, high]``."""
+    """The test metrics a reader compares first, one row per run: ``value [low, high]``.
+
+    Age MAE and gender accuracy carry their 95% bootstrap intervals; CS@5 (share of ages within
+    five years) and ROC AUC their value. The last column says what each run started from.
+    """
     rows = {}
     for name, run in runs.items():
-        intervals = run.metrics["confidence_intervals"]
+        intervals, overall = run.metrics["confidence_intervals"], run.metrics["overall"]
         rows[name] = {
-            METRIC_LABELS[m]: _with_interval(intervals[m], DIGITS[m])
-            if m in intervals
-            else f"{run.metrics['overall'][m]:.{DIGITS[m]}f}"
-            for m in METRICS
+            label: _with_interval(intervals[m], DIGITS[m])
+            if "CI" in label
+            else f"{overall[m]:.{DIGITS[m]}f}"
+            for m, label in HEADLINE.items()
         }
-        rows[name]["test images"] = run.metrics["overall"]["n"]
-        rows[name]["starting weights"] = _weights_text(run)
+        rows[name]["test images"] = overall["n"]
+        rows[name]["starting weights"] = weights_tag(run)
     return pd.DataFrame(rows).T.rename_axis("model")
 
 
@@ -101,19 +164,70 @@ def group_table(runs: dict[str, ModelResults], grouping: str, metric: str) -> pd
 
 
 def cost_table(runs: dict[str, ModelResults]) -> pd.DataFrame:
-    """Training cost of each model: wall time, epochs, parameters, weights, device."""
+    """How each model was trained and what it cost: images, size, epochs, time, device.
+
+    The training time adds up every epoch of every invocation of the run (a resumed run counts
+    both parts), plus the one-time feature extraction of a feature model. Peers are left out:
+    they are not trained here (`peer_table`).
+    """
     rows = {}
     for name, run in runs.items():
+        if run.peer:
+            continue
         record = run.provenance
+        epochs = f"{record['epochs_run']}"
+        if run.metrics.get("best_epoch") is not None:
+            epochs += f" (best {run.metrics['best_epoch'] + 1})"
         rows[name] = {
-            "wall time (min)": round(record["wall_time_s"] / 60, 1),
-            "epochs": record["epochs_run"],
-            "image size": record["parameters"]["image_size"],
             "training images": record["parameters"]["data"]["train"]["images"],
-            "weights": weights_label(record["weights"]),
+            "image size (px)": record["parameters"]["image_size"],
+            "epochs": epochs,
+            "training time (min)": round(training_seconds(record) / 60, 1),
             "backend, device": f"{record['backend']}, {record['devices'][0]}",
         }
     return pd.DataFrame(rows).T.rename_axis("model")
+
+
+def training_seconds(record: dict) -> float:
+    """A run's training cost in seconds: its epochs plus any feature extraction.
+
+    Runs recorded before epochs were timed give their last invocation's wall time instead.
+    """
+    if record.get("training_time_s") is None:
+        return record["wall_time_s"]
+    return record["training_time_s"] + (record.get("feature_extraction_s") or 0.0)
+
+
+def peer_table(peers: dict[str, ModelResults]) -> pd.DataFrame:
+    """How each off-the-shelf peer ran: its face box, faces its detector found, and its speed."""
+    rows = {}
+    for name, run in peers.items():
+        record, detection = run.provenance, run.metrics.get("detection")
+        rows[name] = {
+            "face box": record["peer"]["face_box"],
+            "faces found": f"{detection['rate']:.1%}" if detection else "(not detecting)",
+            "test images": run.metrics["overall"]["n"],
+            "images/s (1 CPU thread)": f"{record['images_per_s']:.1f}",
+        }
+    return pd.DataFrame(rows).T.rename_axis("peer")
+
+
+def protocol(runs: dict[str, ModelResults]) -> str:
+    """One sentence per run of how its numbers were made (training images, size, epochs)."""
+    parts = []
+    for name, run in runs.items():
+        record = run.provenance
+        if run.peer:
+            parts.append(f"{name} was not trained here")
+            continue
+        parameters = record["parameters"]
+        parts.append(
+            f"{name} trained on {parameters['data']['train']['images']:,} images at "
+            f"{parameters['image_size']} px for {record['epochs_run']} epochs"
+        )
+    test = {run.metrics["overall"]["n"] for run in runs.values()}
+    tested = " and ".join(f"{n:,}" for n in sorted(test))
+    return f"Protocol: {'; '.join(parts)}; all tested on the same {tested} test images."
 
 
 def _with_interval(ci: dict, digits: int) -> str:
@@ -125,6 +239,15 @@ def weights_caption(runs: dict[str, ModelResults]) -> str:
     return (
         "Starting weights: " + "; ".join(f"{n}: {_weights_text(r)}" for n, r in runs.items()) + "."
     )
+
+
+def weights_tag(run: ModelResults) -> str:
+    """A table-cell version of `weights_caption`'s entry for one run."""
+    if run.peer:
+        return "pretrained elsewhere (off the shelf)"
+    if run.name == "custom_cnn" and run.provenance["weights"]["kind"] == "none":
+        return "from scratch"
+    return "random init: not transfer learning" if run.random_init else _weights_text(run)
 
 
 def _weights_text(run: ModelResults) -> str:

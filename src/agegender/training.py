@@ -283,13 +283,16 @@ def run_experiment(
         if name in FEATURE_MODELS:
             extractor, fit_model = models.split(model)
             cache = Path(feature_cache_dir) if feature_cache_dir else work_dir / "features"
-            data = {
-                split_name: _feature_batches(extractor, loader, cache, config, split_name)
-                for split_name, loader in (("train", train), ("val", val), ("test", test))
-            }
+            data, seconds = {}, []
+            for split_name, loader in (("train", train), ("val", val), ("test", test)):
+                data[split_name], spent = _feature_batches(
+                    extractor, loader, cache, config, split_name
+                )
+                seconds.append(spent)
+            feature_seconds = None if None in seconds else round(sum(seconds), 3)
         else:
             extractor, fit_model = None, model
-            data = {"train": train, "val": val, "test": test}
+            data, feature_seconds = {"train": train, "val": val, "test": test}, None
 
         best_path = work_dir / "best.keras"
         stages = [("train", config.epochs, config.learning_rate)]
@@ -353,6 +356,10 @@ def run_experiment(
         "resumed": resumed,
         "epochs_run": len(history_table),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # Summed over every invocation of an interrupted run (each epoch's time is kept in
+        # its history row); wall_time_s is this invocation only.
+        "training_time_s": _training_seconds(history_table),
+        "feature_extraction_s": feature_seconds,
         "wall_time_s": round(time.time() - started, 3),
     }
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -385,11 +392,11 @@ def _feature_batches(extractor, loader, cache_dir: Path, config: TrainingConfig,
         loader.all_files,
         batch_size=loader.batch_size,
     )
-    features = models.extract_features(
+    features, seconds = models.extract_features(
         extractor, in_order, cache_dir, verbose=0 if config.verbose == 0 else 1
     )
     # The same loader class serves the cached features: row i of `features` is image i.
-    return FaceBatches(
+    batches = FaceBatches(
         features,
         np.arange(len(features)),
         loader.ages,
@@ -399,6 +406,7 @@ def _feature_batches(extractor, loader, cache_dir: Path, config: TrainingConfig,
         shuffle=split_name == "train" and loader.shuffle,
         seed=config.seed,
     )
+    return batches, seconds
 
 
 def _fit_stage(
@@ -514,11 +522,15 @@ class TrainingState(keras.callbacks.Callback):
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(self.folder / self.state["weights"])
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
         row = {
             "epoch": epoch,
             "stage": self.stage,
             "learning_rate": float(ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            "epoch_time_s": round(time.perf_counter() - self.epoch_started, 3),
         }
         row.update(
             {key: float(value) for key, value in (logs or {}).items() if key != "learning_rate"}
@@ -590,9 +602,17 @@ def _history_table(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=["epoch", "stage"])
-    first = ["epoch", "stage", "learning_rate", "loss", "val_loss"]
+    first = ["epoch", "stage", "learning_rate", "epoch_time_s", "loss", "val_loss"]
     columns = [c for c in first if c in table] + sorted(c for c in table if c not in first)
     return table[columns].sort_values("epoch", kind="stable").reset_index(drop=True)
+
+
+def _training_seconds(history: pd.DataFrame) -> float | None:
+    """The epochs' summed time; None when some epoch was not timed (a run from before)."""
+    times = history.get("epoch_time_s")
+    if times is None or times.isna().any():
+        return None
+    return round(float(times.sum()), 3)
 
 
 def _best_epoch(history: pd.DataFrame) -> int | None:
