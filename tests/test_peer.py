@@ -181,10 +181,7 @@ def test_peer_results_load_beside_the_models_without_a_history(tmp_path):
 
     runs = {**models, **peers}
     table = results.headline_table(runs)
-    assert table.loc["age_and_gender_detector", "starting weights"] == (
-        "pretrained elsewhere (off the shelf)"
-    )
-    assert table.loc["age_and_gender_detector", "test images"] == 60
+    assert table.loc["age_and_gender_detector", "weights"] == "off the shelf"
     assert "age_and_gender_whole_image: pretrained, off the shelf" in results.weights_caption(runs)
     bands = results.group_table(runs, "age_band", "age_mae")
     assert list(bands.columns) == [*runs, "test images"]
@@ -196,6 +193,7 @@ def test_peer_results_load_beside_the_models_without_a_history(tmp_path):
     speeds = results.peer_table(peers)
     assert speeds.loc["age_and_gender_whole_image", "images/s (1 CPU thread)"] == "40.0"
     assert speeds.loc["age_and_gender_whole_image", "faces found"] == "(not detecting)"
+    assert speeds.loc["age_and_gender_whole_image", "face box"] == "the whole image"
 
 
 def test_the_comparison_says_why_the_peer_is_missing():

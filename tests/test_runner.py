@@ -154,3 +154,26 @@ def test_profiles_are_the_three_documented_ones():
     for name in runner.profiles():
         profile = runner.load_profile(name)
         assert profile["description"] and profile["parameters"]["profile"] == name
+
+
+NATIVE = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    "I0000 00:00:1795357181.999849   14465 cudart_stub.cc:31] Could not find cuda drivers\n"
+)
+
+
+def test_executed_chapters_keep_python_warnings_but_not_native_log_lines(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/01_only\n")
+    write_notebook(
+        tmp_path / "book" / "01_only.ipynb",
+        "seed: int = 1  # a seed",
+        "import os\nimport sys\n\n"
+        f"os.write(2, {NATIVE.encode()!r})  # as a C++ library writes\n"
+        f"sys.stderr.write({NATIVE!r} + 'UserWarning: kept\\n')",
+    )
+    runner.execute(runner.plan("smoke", root=tmp_path))
+    executed = nbformat.read(tmp_path / "book" / "01_only.ipynb", as_version=4)
+    streams = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    text = "".join(o.get("text", "") for o in streams if o.output_type == "stream")
+    assert text == "UserWarning: kept\n"

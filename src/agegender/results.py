@@ -124,7 +124,7 @@ def check_same_test_images(runs: dict[str, ModelResults]) -> None:
 
 
 HEADLINE = {
-    "age_mae": "age MAE (years) [95% CI]",
+    "age_mae": "age MAE [95% CI]",
     "age_cs5": "CS@5",
     "gender_accuracy": "gender accuracy [95% CI]",
     "gender_auc": "gender AUC",
@@ -134,8 +134,9 @@ HEADLINE = {
 def headline_table(runs: dict[str, ModelResults]) -> pd.DataFrame:
     """The test metrics a reader compares first, one row per run: ``value [low, high]``.
 
-    Age MAE and gender accuracy carry their 95% bootstrap intervals; CS@5 (share of ages within
-    five years) and ROC AUC their value. The last column says what each run started from.
+    Age MAE (years) and gender accuracy carry their 95% bootstrap intervals; CS@5 (share of ages
+    within five years) and ROC AUC their value. The last column says what each run started from.
+    Every run was tested on the same images (`check_same_test_images`; `protocol` says how many).
     """
     rows = {}
     for name, run in runs.items():
@@ -146,8 +147,7 @@ def headline_table(runs: dict[str, ModelResults]) -> pd.DataFrame:
             else f"{overall[m]:.{DIGITS[m]}f}"
             for m, label in HEADLINE.items()
         }
-        rows[name]["test images"] = overall["n"]
-        rows[name]["starting weights"] = weights_tag(run)
+        rows[name]["weights"] = weights_tag(run)
     return pd.DataFrame(rows).T.rename_axis("model")
 
 
@@ -204,12 +204,15 @@ def peer_table(peers: dict[str, ModelResults]) -> pd.DataFrame:
     for name, run in peers.items():
         record, detection = run.provenance, run.metrics.get("detection")
         rows[name] = {
-            "face box": record["peer"]["face_box"],
+            "face box": FACE_BOXES[record["peer"]["mode"]],
             "faces found": f"{detection['rate']:.1%}" if detection else "(not detecting)",
             "test images": run.metrics["overall"]["n"],
             "images/s (1 CPU thread)": f"{record['images_per_s']:.1f}",
         }
     return pd.DataFrame(rows).T.rename_axis("peer")
+
+
+FACE_BOXES = {"detector": "its own detector", "whole_image": "the whole image"}
 
 
 def protocol(runs: dict[str, ModelResults]) -> str:
@@ -244,10 +247,10 @@ def weights_caption(runs: dict[str, ModelResults]) -> str:
 def weights_tag(run: ModelResults) -> str:
     """A table-cell version of `weights_caption`'s entry for one run."""
     if run.peer:
-        return "pretrained elsewhere (off the shelf)"
+        return "off the shelf"
     if run.name == "custom_cnn" and run.provenance["weights"]["kind"] == "none":
         return "from scratch"
-    return "random init: not transfer learning" if run.random_init else _weights_text(run)
+    return "random init (not transfer)" if run.random_init else _weights_text(run)
 
 
 def _weights_text(run: ModelResults) -> str:

@@ -9,6 +9,7 @@ names are refused, and values must match the type hints of the parameters cell.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -203,6 +204,8 @@ def execute(steps: list[Step]) -> None:
                 kernel_name="python3",
                 cwd=str(step.notebook.parent),
                 progress_bar=True,
+                # Native (C++) stderr goes to this process's log, not into the notebook.
+                extra_arguments=["--IPKernelApp.capture_fd_output=False"],
             )
         except PapermillExecutionError as error:
             os.replace(running, failed)
@@ -213,19 +216,38 @@ def execute(steps: list[Step]) -> None:
         except BaseException:
             running.unlink(missing_ok=True)
             raise
-        _tidy_injected_cell(running)
+        tidy(running)
         os.replace(running, step.notebook)
         failed.unlink(missing_ok=True)
 
 
-def _tidy_injected_cell(path: Path) -> None:
-    """Drop the blank line papermill leaves at the end of its injected cell (ruff would)."""
+# TensorFlow's C++ log lines ("I0000 00:00:17... cudart_stub.cc:31] ...") and absl's preamble.
+# They are written before any log level setting is read, so no environment variable stops them.
+NATIVE_LOG_LINE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called.*"
+    r"|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.]+:\d+\] .*)\n?",
+    re.MULTILINE,
+)
+
+
+def tidy(path: Path) -> None:
+    """Make an executed chapter what the book shows and ruff accepts.
+
+    Drops the blank line papermill leaves at the end of its injected cell, and TensorFlow's native
+    log lines from stderr outputs (an output left empty goes too).
+    """
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
     for cell in notebook.cells:
         if "injected-parameters" in cell.metadata.get("tags", []):
             cell.source = cell.source.rstrip()
+        if cell.cell_type != "code":
+            continue
+        for output in cell.outputs:
+            if output.output_type == "stream" and output.name == "stderr":
+                output.text = NATIVE_LOG_LINE.sub("", output.text)
+        cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text]
     nbformat.write(notebook, path)
 
 
