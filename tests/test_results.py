@@ -95,8 +95,11 @@ def test_metrics_table_lists_every_metric_of_one_run(runs):
 
 def test_group_and_cost_tables(runs):
     bands = results.group_table(runs, "age_band", "age_mae")
-    assert list(bands.columns) == ["custom_cnn", "resnet50_finetune", "test images"]
-    assert (bands["resnet50_finetune"] > bands["custom_cnn"]).all()  # offset by ten years
+    assert list(bands.index) == ["custom_cnn", "resnet50_finetune"]
+    groups = pd.DataFrame(runs["custom_cnn"].metrics["by_group"]).query("grouping == 'age_band'")
+    labels = [f"{g} (n={n})" for g, n in zip(groups["group"], groups["n"], strict=True)]
+    assert list(bands.columns) == labels
+    assert (bands.loc["resnet50_finetune"] > bands.loc["custom_cnn"]).all()  # ten years off
     cost = results.cost_table(runs)
     assert cost.loc["custom_cnn", "training time (min)"] == 1.5  # 80 s of epochs + 10 s features
     assert cost.loc["custom_cnn", "training images"] == 400
@@ -105,8 +108,13 @@ def test_group_and_cost_tables(runs):
 
 def test_protocol_names_each_run_and_the_shared_test_images(runs):
     assert results.protocol(runs) == (
+        "Protocol: models trained on 400 images at 64 px (epochs: custom_cnn 2, "
+        "resnet50_finetune 2); all tested on the same 60 test images."
+    )
+    runs["resnet50_finetune"].provenance["parameters"]["image_size"] = 128
+    assert results.protocol(runs) == (
         "Protocol: custom_cnn trained on 400 images at 64 px for 2 epochs; resnet50_finetune "
-        "trained on 400 images at 64 px for 2 epochs; all tested on the same 60 test images."
+        "trained on 400 images at 128 px for 2 epochs; all tested on the same 60 test images."
     )
 
 

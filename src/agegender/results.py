@@ -152,15 +152,19 @@ def headline_table(runs: dict[str, ModelResults]) -> pd.DataFrame:
 
 
 def group_table(runs: dict[str, ModelResults], grouping: str, metric: str) -> pd.DataFrame:
-    """One metric per group (``age_band``, ``race`` or ``gender``) and model."""
-    columns, sizes = {}, None
+    """One metric per run (rows) and group (columns: ``age_band``, ``race`` or ``gender``).
+
+    Each column names its group and how many test images it holds, e.g. ``0-12 (n=502)``.
+    """
+    rows, sizes = {}, None
     for name, run in runs.items():
         groups = pd.DataFrame(run.metrics["by_group"])
         groups = groups[groups["grouping"] == grouping].set_index("group")
-        columns[name] = groups[metric]
+        rows[name] = groups[metric]
         sizes = groups["n"] if sizes is None else sizes
-    columns["test images"] = sizes
-    return pd.DataFrame(columns).rename_axis(grouping.replace("_", " "))
+    table = pd.DataFrame(rows).T
+    table.columns = [f"{group} (n={sizes[group]:,})" for group in table.columns]
+    return table.rename_axis(grouping.replace("_", " "), axis="columns").rename_axis("model")
 
 
 def cost_table(runs: dict[str, ModelResults]) -> pd.DataFrame:
@@ -216,20 +220,27 @@ FACE_BOXES = {"detector": "its own detector", "whole_image": "the whole image"}
 
 
 def protocol(runs: dict[str, ModelResults]) -> str:
-    """One sentence per run of how its numbers were made (training images, size, epochs)."""
-    parts = []
-    for name, run in runs.items():
-        record = run.provenance
-        if run.peer:
-            parts.append(f"{name} was not trained here")
-            continue
-        parameters = record["parameters"]
-        parts.append(
-            f"{name} trained on {parameters['data']['train']['images']:,} images at "
-            f"{parameters['image_size']} px for {record['epochs_run']} epochs"
-        )
-    test = {run.metrics["overall"]["n"] for run in runs.values()}
-    tested = " and ".join(f"{n:,}" for n in sorted(test))
+    """One sentence of how the numbers were made: training images, size, epochs, test images."""
+    trained = {name: run.provenance for name, run in runs.items() if not run.peer}
+    setups = {
+        (r["parameters"]["data"]["train"]["images"], r["parameters"]["image_size"])
+        for r in trained.values()
+    }
+    if len(setups) == 1:
+        ((images, size),) = setups
+        epochs = ", ".join(f"{name} {r['epochs_run']}" for name, r in trained.items())
+        parts = [f"models trained on {images:,} images at {size} px (epochs: {epochs})"]
+    else:
+        parts = [
+            f"{name} trained on {r['parameters']['data']['train']['images']:,} images at "
+            f"{r['parameters']['image_size']} px for {r['epochs_run']} epochs"
+            for name, r in trained.items()
+        ]
+    if len(trained) < len(runs):
+        parts.append("the off-the-shelf peer not trained here")
+    tested = " and ".join(
+        f"{n:,}" for n in sorted({r.metrics["overall"]["n"] for r in runs.values()})
+    )
     return f"Protocol: {'; '.join(parts)}; all tested on the same {tested} test images."
 
 
