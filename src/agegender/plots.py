@@ -162,8 +162,9 @@ def learning_curves(histories: dict[str, pd.DataFrame]) -> Figure:
     handles += [
         Line2D([], [], color="grey", label="training"),
         Line2D([], [], color="grey", linestyle="--", label="validation"),
-        Line2D([], [], color="grey", linestyle=":", label="fine-tuning starts"),
     ]
+    if any((h.get("stage") == "fine_tune").any() for h in histories.values() if "stage" in h):
+        handles.append(Line2D([], [], color="grey", linestyle=":", label="fine-tuning starts"))
     legend_panel.axis("off")
     legend_panel.legend(handles=handles, loc="center", frameon=False, fontsize=11)
     figure.tight_layout()
