@@ -73,7 +73,7 @@ def test_model_figures(dataset):
     table = predictions(split)
     worst = plots.worst_errors(folder, table, n=4)
     first_title = worst.axes[0].get_title().split("\n")[0]
-    assert first_title.endswith(f"{table['age_pred'].iloc[-1]:.0f}")  # largest error first
+    assert first_title.endswith(f"{table['age_pred'].iloc[-1]:.0f} years")  # largest error first
     matrix = plots.confusion(table)  # every prediction is the other gender
     males, females = (table["gender_true"] == 0).sum(), (table["gender_true"] == 1).sum()
     assert [t.get_text() for t in matrix.axes[0].texts] == [

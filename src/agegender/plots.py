@@ -203,12 +203,16 @@ def worst_errors(images: Path, predictions: pd.DataFrame, *, n: int = 8, size: i
     """The test faces with the largest age errors, titled true -> predicted."""
     errors = (predictions["age_pred"] - predictions["age_true"]).abs()
     worst = predictions.loc[errors.sort_values(ascending=False, kind="stable").index[:n]]
-    figure, axes = plt.subplots(1, n, figsize=(1.6 * n, 2.1), squeeze=False)
-    for ax, (_, row) in zip(axes[0], worst.iterrows(), strict=False):
+    columns = min(n, 4)  # four to a row, so the titles stay readable on a book page
+    rows = -(-n // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.6 * rows), squeeze=False)
+    for ax, (_, row) in zip(axes.flat, worst.iterrows(), strict=False):
         ax.imshow(load_image(images / row["file"], size))
-        gender = "f" if row["gender_pred"] else "m"
-        ax.set_title(f"{row['age_true']:.0f} → {row['age_pred']:.0f}\npred. {gender}", fontsize=9)
-    for ax in axes[0]:
+        gender = "female" if row["gender_pred"] else "male"
+        ax.set_title(
+            f"{row['age_true']:.0f} → {row['age_pred']:.0f} years\npredicted {gender}", fontsize=11
+        )
+    for ax in axes.flat:
         ax.axis("off")
     figure.tight_layout()
     return figure
