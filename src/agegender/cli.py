@@ -90,15 +90,28 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build the book (warnings are errors)")
     build.set_defaults(handler=_build)
 
-    bench = commands.add_parser("bench", help="measure throughput (not a test: timings are noisy)")
+    bench = commands.add_parser(
+        "bench",
+        help="measure throughput and memory; writes results/bench/<device>.json (not a test: "
+        "timings are noisy)",
+    )
     _data_options(bench)
-    bench.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.add_argument(
-        "--part",
-        choices=("data", "training", "all"),
-        default="all",
-        help="data: decode and reload; training: models' images/s (minutes)",
+        "--only",
+        type=lambda text: text.split(","),
+        default=None,
+        metavar="PART[,PART]",
+        help="pipeline, features, compile, backends, scaling (default: all)",
+    )
+    bench.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="which plan, and the results file's name (auto: gpu when Keras sees a GPU)",
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="a small run in minutes, to check that it all works"
     )
     bench.set_defaults(handler=_bench)
     return parser
@@ -194,31 +207,24 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from agegender.bench import bench_data, bench_training
+    from agegender.bench import report, suite
 
-    data = _prepare_data(args)
-    figures = {}
-    if args.part in ("data", "all"):
-        figures["data"] = bench_data(data, size=args.size)
-    if args.part in ("training", "all"):
-        figures["training"] = bench_training(data)
-    print(json.dumps(figures, indent=2) if args.json else _format_bench(figures))
+    device = args.device
+    if device == "auto":
+        from agegender.runner import default_profile
+
+        device = default_profile()
+    changes = {"parts": tuple(args.only)} if args.only else {}
+    if args.quick:
+        changes |= suite.QUICK
+    try:
+        settings = suite.Settings.for_device(device, **changes)
+    except ValueError as error:
+        raise AgegenderError(str(error)) from None
+    progress = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    figures = suite.run(settings, _prepare_data(args), progress=progress)
+    print(json.dumps(figures, indent=2) if args.json else report.summary(figures))
     return 0
-
-
-def _format_bench(figures: dict) -> str:
-    import pandas as pd
-
-    lines = [f"{key:<34}{value}" for key, value in figures.get("data", {}).items()]
-    training = figures.get("training")
-    if training:
-        lines += [
-            "",
-            pd.DataFrame(training["training"]).to_string(index=False),
-            "",
-            pd.DataFrame(training["vgg16_cached_features"]).to_string(index=False),
-        ]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,9 @@ class TrainingConfig:
         fine_tune_blocks: top blocks of the base unfrozen in the second stage.
         fine_tune_learning_rate: learning rate of the second stage.
         seed: seed of everything random (`keras.utils.set_random_seed`).
-        mixed_precision: float16 compute with float32 outputs; None means "on GPU only".
+        mixed_precision: float16 compute with float32 outputs; None means "on GPU only"
+            (`default_precision`).
+        jit_compile: compile the training step with XLA; None means `default_jit_compile`.
         bootstrap_resamples: resamples of the confidence intervals.
         verbose: Keras' verbosity (``"auto"``, 0, 1, 2).
     """
@@ -80,6 +82,7 @@ class TrainingConfig:
     fine_tune_learning_rate: float = 1e-5
     seed: int = 0
     mixed_precision: bool | None = None
+    jit_compile: bool | None = None
     bootstrap_resamples: int = 1000
     verbose: int | str = "auto"
 
@@ -142,6 +145,7 @@ def compile_model(
     age_loss: str = "mae",
     age_loss_weight: float = 1.0,
     gender_loss_weight: float = 1.0,
+    jit_compile: bool | str = "auto",
 ) -> keras.Model:
     """Compile a two-headed model: per-head losses and weights; age MAE, gender accuracy and AUC.
 
@@ -151,6 +155,8 @@ def compile_model(
         optimizer: a Keras optimizer name.
         age_loss: ``"mae"``, ``"mse"`` or ``"huber"``.
         age_loss_weight, gender_loss_weight: weights of the two losses.
+        jit_compile: compile the steps with XLA (True), not (False), or as the backend chooses
+            (``"auto"``: always on JAX, on TensorFlow only on a GPU).
 
     Returns:
         The same model, compiled.
@@ -170,6 +176,7 @@ def compile_model(
                 keras.metrics.AUC(name="auc"),
             ],
         },
+        jit_compile=jit_compile,
     )
     return model
 
@@ -257,7 +264,17 @@ def run_experiment(
         options.pop("weights", default_weights(name)), base=models.imagenet_base_name(name)
     )
     options.setdefault("seed", config.seed)
-    mixed = on_gpu() if config.mixed_precision is None else config.mixed_precision
+    gpu = on_gpu()
+    mixed = (
+        default_precision(gpu=gpu) != "float32"
+        if config.mixed_precision is None
+        else config.mixed_precision
+    )
+    jit = (
+        default_jit_compile(keras.backend.backend(), name, gpu=gpu)
+        if config.jit_compile is None
+        else config.jit_compile
+    )
     parameters = {
         "model": name,
         "image_size": image_size,
@@ -266,6 +283,7 @@ def run_experiment(
         "model_options": _plain(options),
         "weights": weights.to_dict(),
         "mixed_precision": mixed,
+        "jit_compile": jit,
         "data": {
             split_name: _loader_summary(loader)
             for split_name, loader in (("train", train), ("val", val), ("test", test))
@@ -313,6 +331,7 @@ def run_experiment(
                 age_loss=config.age_loss,
                 age_loss_weight=config.age_loss_weight,
                 gender_loss_weight=config.gender_loss_weight,
+                jit_compile=jit,
             )
             rows, stage_resumed = _fit_stage(
                 fit_model,
@@ -582,6 +601,31 @@ class TrainingState(keras.callbacks.Callback):
 
 
 # --- environment -------------------------------------------------------------------------------
+
+
+# XLA for the training step on a CPU with TensorFlow, per model, as `agegender bench` measured
+# it here (the performance appendix): it speeds up the small custom CNN and slows down the
+# keras.applications bases, whose convolutions TensorFlow runs faster without it (oneDNN).
+CPU_XLA = {"custom_cnn": True, "vgg16_features": False, "resnet50_finetune": False}
+
+
+def default_jit_compile(backend: str, model: str, *, gpu: bool) -> bool | str:
+    """Whether to compile a model's training step with XLA, when the config does not say.
+
+    Always on JAX (an uncompiled JAX step is many times slower), on TensorFlow on a GPU, and on
+    TensorFlow on a CPU where it was measured faster (`CPU_XLA`); Keras' choice (off) on torch.
+    """
+    if backend == "jax" or (backend == "tensorflow" and gpu):
+        return True
+    if backend == "tensorflow":
+        return CPU_XLA[model]
+    return "auto"
+
+
+def default_precision(*, gpu: bool) -> str:
+    """``mixed_float16`` on a GPU; ``float32`` on a CPU, where `agegender bench` measured
+    ``mixed_bfloat16`` several times slower (a CPU without bfloat16 arithmetic emulates it)."""
+    return "mixed_float16" if gpu else "float32"
 
 
 @contextlib.contextmanager

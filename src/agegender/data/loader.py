@@ -7,6 +7,11 @@ import math
 import keras
 import numpy as np
 
+# Batches are read in the main thread, while the backend computes the step before (TensorFlow's
+# prefetch, JAX's asynchronous dispatch); `agegender bench` measured worker threads slower on a
+# 2-core CPU, where they take cores from the model.
+DEFAULT_WORKERS = 1
+
 
 class FaceBatches(keras.utils.PyDataset):
     """Batches of ``(images, {"age": ..., "gender": ...})`` read from an image array.
@@ -42,7 +47,7 @@ class FaceBatches(keras.utils.PyDataset):
         dtype: str = "float32",
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**{"workers": DEFAULT_WORKERS, **kwargs})
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer. Received: {batch_size=}")
         rows = np.asarray(rows, dtype=np.int64)

@@ -1,0 +1,1 @@
+"""Benchmarks: `agegender bench` (see `suite`). Timings belong here, never in tests."""

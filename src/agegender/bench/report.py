@@ -1,0 +1,151 @@
+"""Read `agegender bench` results (``results/bench/<device>.json``) and lay them out as tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from agegender.errors import AgegenderError
+
+
+def load(folder: Path) -> dict[str, dict]:
+    """Every bench results file in `folder`, by device (``{"cpu": {...}, "gpu": {...}}``)."""
+    found = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            found[path.stem] = json.loads(path.read_text())
+        except ValueError as error:
+            raise AgegenderError(f"{path} is not a bench results file ({error}).") from error
+    return found
+
+
+def pipeline_table(figures: dict) -> pd.DataFrame:
+    """Training images/s on real cached images and on synthetic in-memory batches, per model."""
+    return _table(
+        figures["pipeline"],
+        {
+            "model": "model",
+            "size": "px",
+            "synthetic_images_per_s": "synthetic images/s",
+            "real_images_per_s": "real images/s",
+            "ratio": "real / synthetic",
+        },
+    )
+
+
+def features_table(figures: dict) -> pd.DataFrame:
+    """VGG16: a heads epoch on cached features against an end-to-end epoch, and extraction."""
+    return _table(
+        figures["features"],
+        {
+            "size": "px",
+            "epoch_images": "epoch images",
+            "end_to_end_epoch_seconds": "end-to-end epoch s",
+            "head_epoch_seconds": "heads epoch on cached features s",
+            "speedup": "speedup",
+            "extraction_images_per_s": "extraction images/s",
+            "whole_split_extraction_seconds": "extraction of the whole split s",
+        },
+    )
+
+
+def compile_table(figures: dict) -> pd.DataFrame:
+    """Training images/s per precision and XLA setting, and per augmentation of the custom CNN."""
+    return _table(
+        figures["compile"],
+        {
+            "model": "model",
+            "size": "px",
+            "precision": "precision",
+            "xla": "XLA",
+            "images_per_s": "images/s",
+            "relative": "vs float32 without XLA",
+        },
+    )
+
+
+def backends_table(figures: dict) -> pd.DataFrame:
+    """The same training step on each backend, with the loader in the main thread or threads."""
+    columns = {
+        "model": "model",
+        "backend": "backend",
+        "synthetic_images_per_s": "synthetic images/s",
+    }
+    for row in figures["backends"]:
+        for key in row:
+            if key.startswith("real_images_per_s_"):
+                workers = key.removeprefix("real_images_per_s_").removesuffix("_workers")
+                columns[key] = f"real, {workers} loader thread(s)"
+                columns[f"ratio_{workers}_workers"] = f"ratio, {workers}"
+    return _table(figures["backends"], columns)
+
+
+def scaling_table(figures: dict, which: str) -> pd.DataFrame:
+    """``which="data"``: decoding into the cache; ``"epochs"``: one custom CNN epoch."""
+    columns = {"size": "px", "images": "images", "seconds": "seconds", "images_per_s": "images/s"}
+    if which == "data":
+        columns["cache_mib"] = "cache MiB"
+    columns |= {"peak_anon_mib": "peak heap MiB", "peak_rss_mib": "peak resident MiB"}
+    return _table(figures["scaling"][which], columns)
+
+
+def growth_table(figures: dict) -> pd.DataFrame:
+    """The fitted exponents b of ``time = a * x**b`` (1: linear)."""
+    rows = [{"what": what, **fit} for what, fit in figures["scaling"]["growth"].items()]
+    return _table(rows, {"what": "time of", "exponent": "exponent b", "r2": "R²"})
+
+
+def memory_table(figures: dict) -> pd.DataFrame:
+    """Peak memory of each training measurement and of building the whole cache, per size."""
+    rows = [{"what": f"training {row['model']}", **row} for row in figures["pipeline"]] + [
+        {"what": "data preparation (decode into the cache)", **row}
+        for row in figures["scaling"]["data"]
+        if row["images"] == max(r["images"] for r in figures["scaling"]["data"])
+    ]
+    return _table(
+        rows,
+        {
+            "what": "what",
+            "size": "px",
+            "cache_mib": "cache MiB",
+            "peak_anon_mib": "peak heap MiB",
+            "peak_rss_mib": "peak resident MiB",
+        },
+    )
+
+
+def failures(figures: dict) -> pd.DataFrame:
+    """The measurements that did not run, and why."""
+    rows = [m for m in figures["measurements"] if m.get("error")]
+    return pd.DataFrame(
+        [{"part": m["part"], "what": m["label"], "why": m["error"]} for m in rows],
+        columns=["part", "what", "why"],
+    )
+
+
+def summary(figures: dict) -> str:
+    """All tables as text, for the terminal."""
+    sections = [
+        ("Input pipeline vs model", pipeline_table),
+        ("VGG16 cached features", features_table),
+        ("Precision and XLA", compile_table),
+        ("Backends", backends_table),
+        ("Data preparation", lambda f: scaling_table(f, "data")),
+        ("Training epoch", lambda f: scaling_table(f, "epochs")),
+        ("Growth", growth_table),
+        ("Not measured", failures),
+    ]
+    lines = [f"{figures['device']}: {figures['machine']}, devices {figures['devices']}"]
+    for title, table in sections:
+        frame = table(figures)
+        if not frame.empty:
+            lines += ["", title, frame.to_string(index=False)]
+    return "\n".join(lines)
+
+
+def _table(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    present = [key for key in columns if key in frame]
+    return frame[present].rename(columns=columns) if present else pd.DataFrame()
