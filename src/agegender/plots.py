@@ -216,3 +216,62 @@ def worst_errors(images: Path, predictions: pd.DataFrame, *, n: int = 8, size: i
         ax.axis("off")
     figure.tight_layout()
     return figure
+
+
+def pipeline_bars(pipeline: list[dict]) -> Figure:
+    """Training images/s per model on synthetic in-memory batches and on the real cached images,
+    one panel per image size, with the real / synthetic ratio written above each pair."""
+    table = pd.DataFrame(pipeline)
+    sizes = sorted(table["size"].unique())
+    figure, axes = plt.subplots(
+        1, len(sizes), figsize=(5.2 * len(sizes), 3.8), squeeze=False, sharey=False
+    )
+    for ax, size in zip(axes[0], sizes, strict=True):
+        rows = table[table["size"] == size].reset_index(drop=True)
+        positions = np.arange(len(rows))
+        ax.bar(positions - 0.2, rows["synthetic_images_per_s"], 0.4, label="synthetic input")
+        ax.bar(positions + 0.2, rows["real_images_per_s"], 0.4, label="real cached images")
+        for x, (_, row) in zip(positions, rows.iterrows(), strict=True):
+            top = max(row["synthetic_images_per_s"], row["real_images_per_s"])
+            ax.annotate(f"{row['ratio']:.2f}", (x, top), ha="center", va="bottom", fontsize=9)
+        ax.set_xticks(positions, [m.replace(", ", "\n") for m in rows["model"]], fontsize=8)
+        ax.set(title=f"{size} px", ylabel="training images/s")
+        ax.margins(y=0.12)
+    axes[0][0].legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def compile_bars(compiled: list[dict]) -> Figure:
+    """Training images/s per precision and XLA setting, one bar group per model."""
+    table = pd.DataFrame(compiled)
+    table["setting"] = table["precision"] + table["xla"].map({True: " + XLA", False: ""})
+    figure, ax = plt.subplots(figsize=(10, 3.8))
+    sns.barplot(table, y="model", x="images_per_s", hue="setting", ax=ax, orient="h")
+    ax.set(xlabel="training images/s (synthetic input)", ylabel="")
+    ax.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def scaling_lines(scaling: dict) -> Figure:
+    """Time against images (log-log), for data preparation per size and one custom CNN epoch,
+    each line labelled with its fitted growth exponent."""
+    figure, (prep, epoch) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, rows, title in (
+        (prep, scaling["data"], "Decoding into the cache"),
+        (epoch, scaling["epochs"], "One custom CNN training epoch"),
+    ):
+        table = pd.DataFrame(rows)
+        for size, group in table.groupby("size"):
+            if group["images"].nunique() < 2:
+                continue
+            group = group.sort_values("images")
+            slope = np.polyfit(np.log(group["images"]), np.log(group["seconds"]), 1)[0]
+            ax.plot(
+                group["images"], group["seconds"], marker="o", label=f"{size} px (b = {slope:.2f})"
+            )
+        ax.set(xscale="log", yscale="log", xlabel="images", ylabel="seconds", title=title)
+        ax.legend(fontsize=8, title="time ∝ images^b", title_fontsize=8)
+    figure.tight_layout()
+    return figure

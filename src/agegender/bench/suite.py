@@ -26,7 +26,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from agegender.bench.timing import power_law
 from agegender.bench.worker import RESULT_MARK
 from agegender.config import Paths
 from agegender.errors import AgegenderError
-from agegender.files import write_json_atomic
+from agegender.files import file_sha256, write_json_atomic
 
 PARTS = ("pipeline", "features", "compile", "backends", "scaling")
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -306,6 +305,7 @@ def run(settings: Settings, data, *, output: Path | None = None, progress=print)
     """
     from agegender import provenance
     from agegender.data.loader import DEFAULT_WORKERS
+    from agegender.data.manifest import dataset_fingerprint
     from agegender.models import MODEL_NAMES
     from agegender.training import default_jit_compile, default_precision
 
@@ -342,15 +342,18 @@ def run(settings: Settings, data, *, output: Path | None = None, progress=print)
             except AgegenderError as error:
                 m.error = str(error)
                 progress(f"  failed: {m.error}")
+    record = provenance.collect(
+        profile=f"bench-{settings.device}",
+        parameters=asdict(settings),
+        started=started,
+        dataset_sha256=dataset_fingerprint(data.manifest),
+        split_sha256=file_sha256(paths.split_file),
+        weights="random initialisation (the speed does not depend on the weights' values)",
+    )
     figures = {
+        **record,
         "device": settings.device,
-        "devices": next((m.figures["devices"] for m in measurements if m.figures), None),
-        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
-        "versions": provenance.versions(),
-        **provenance.git_commit(),
-        "settings": asdict(settings),
         "defaults": defaults,
-        "wall_time_s": round(time.time() - started, 1),
         **derive(measurements),
         "measurements": [
             {"part": m.part, "label": m.label, **m.extra, "spec": m.spec, "figures": m.figures}
