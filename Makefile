@@ -6,8 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PROFILE ?= auto
-# peer: the off-the-shelf estimator the comparison chapter tests (optional: EXTRAS=dev)
-EXTRAS ?= dev,peer
+# peer: the off-the-shelf estimator the comparison chapter tests; bench: JAX, a second backend
+# for `agegender bench` (both optional: EXTRAS=dev)
+EXTRAS ?= dev,peer,bench
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
@@ -44,7 +45,7 @@ test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-## Measure data throughput: decode images/s and cache reload time at 128 px
+## Measure speed and memory (about 40 min on 2 CPU cores) into results/bench/ for the appendix
 bench: setup
 	$(BIN)/agegender bench
 

@@ -190,7 +190,7 @@ def test_augmentation_acts_only_in_training(images):
         seed=1,
     )
     names = {layer.name for layer in models.split(model)[0].layers}
-    assert {"random_flip", "random_rotation", "random_zoom", "random_contrast"} <= names
+    assert {"random_flip", "random_affine", "random_contrast"} <= names
     first, second = outputs_of(model, images)["age"], outputs_of(model, images)["age"]
     np.testing.assert_array_equal(first, second)
     trained = keras.ops.convert_to_numpy(model(images, training=True)["age"])
@@ -198,6 +198,41 @@ def test_augmentation_acts_only_in_training(images):
     assert models.Augmentation.off().layers() == []
     only_flip = models.Augmentation(rotation=0, zoom=0, contrast=0).layers()
     assert [layer.name for layer in only_flip] == ["random_flip"]
+
+
+def test_rotate_and_zoom_turns_and_magnifies_about_the_centre():
+    x = np.arange(2 * 5 * 5 * 3, dtype="float32").reshape(2, 5, 5, 3)
+
+    def transformed(turns, scales):
+        turns, scales = (np.full((2, 1, 1), v, "float32") for v in (turns, scales))
+        return keras.ops.convert_to_numpy(models.rotate_and_zoom(x, turns, scales))
+
+    np.testing.assert_array_equal(transformed(0.0, 1.0), x)
+    np.testing.assert_allclose(transformed(0.25, 1.0), np.rot90(x, 1, axes=(1, 2)), atol=1e-4)
+    np.testing.assert_allclose(transformed(0.5, 1.0), x[:, ::-1, ::-1], atol=1e-4)
+    zoomed = transformed(0.0, 0.5)  # a window half the side: the centre stays, the corner moves in
+    np.testing.assert_array_equal(zoomed[:, 2, 2], x[:, 2, 2])
+    np.testing.assert_allclose(zoomed[:, 0, 0], x[:, 1, 1], atol=1e-4)
+    np.testing.assert_allclose(zoomed[:, 0, 1], (x[:, 1, 1] + x[:, 1, 2]) / 2, atol=1e-4)
+
+
+def test_the_augmentation_compiles_with_xla_and_survives_saving(tmp_path, images):
+    model = models.build(
+        "custom_cnn", image_size=SIZE, width=4, depth=2, augmentation=models.Augmentation(), seed=1
+    )
+    model.compile(
+        optimizer="sgd", loss={"age": "mae", "gender": "binary_crossentropy"}, jit_compile=True
+    )
+    assert model.jit_compile  # Keras' RandomRotation or RandomZoom would have turned it off
+    model.fit(
+        images, {"age": np.full(len(images), 30.0), "gender": np.ones(len(images))}, verbose=0
+    )
+    model.save(tmp_path / "m.keras")
+    loaded = models.load_checkpoint(tmp_path / "m.keras")
+    layer = models.split(loaded)[0].get_layer("random_affine")
+    assert (layer.rotation, layer.zoom) == (0.05, 0.1)
+    with pytest.raises(ValueError, match=r"Received: zoom=1\.5"):
+        models.RandomAffine(0.1, 1.5)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from agegender.data.dataset import prepare
 from tests.conftest import REAL_SOURCE, make_utkface
 
 REPO = Path(__file__).resolve().parents[1]
+ignore_logs = shutil.ignore_patterns("*.log")
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,8 @@ def scratch_project(request, tmp_path_factory):
     for name in ("_toc.yml", "_config.yml", "pyproject.toml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "book", root / "book")
+    # The performance appendix shows the committed bench figures (it never measures).
+    shutil.copytree(REPO / "results" / "bench", root / "results" / "bench", ignore=ignore_logs)
     if REAL_SOURCE:
         shutil.copytree(REPO / "data" / "splits", root / "data" / "splits")
         data_dir = request.getfixturevalue("real_data").paths.data

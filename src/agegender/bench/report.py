@@ -116,6 +116,108 @@ def memory_table(figures: dict) -> pd.DataFrame:
     )
 
 
+def main_figures(folder: Path) -> dict:
+    """The bench results the appendix shows: the GPU's when there are some, else the CPU's.
+
+    Raises:
+        AgegenderError: when `folder` holds none (run `agegender bench` first).
+    """
+    found = load(folder)
+    if not found:
+        raise AgegenderError(
+            f"No bench results in {folder}: run `agegender bench` (or `make bench`) first."
+        )
+    return found.get("gpu") or found.get("cpu") or next(iter(found.values()))
+
+
+def findings(figures: dict) -> dict[str, str]:
+    """The numbers the appendix states in its text, formatted (keys name them)."""
+    found = {}
+    if figures["pipeline"]:
+        worst = min(figures["pipeline"], key=lambda row: row["ratio"])
+        found["lowest_ratio"] = f"{worst['ratio']:.2f}"
+        found["lowest_ratio_model"] = f"{worst['model']} at {worst['size']} px"
+        found["target_ratio"] = f"{figures['targets']['pipeline_ratio']:.2f}"
+    speedups = [row["speedup"] for row in figures["features"] if "speedup" in row]
+    if speedups:
+        found["feature_speedup"] = " to ".join(
+            f"{x:,.0f}" for x in sorted({min(speedups), max(speedups)})
+        )
+        found["target_speedup"] = f"{figures['targets']['feature_speedup']:.0f}"
+    by_setting = {
+        (row["model"], row["precision"], row["xla"]): row["images_per_s"]
+        for row in figures["compile"]
+    }
+    for model, key in (("custom_cnn", "cnn"), ("resnet50_finetune, stage 1", "resnet")):
+        plain = by_setting.get((model, "float32", False))
+        xla = by_setting.get((model, "float32", True))
+        if plain and xla:
+            found[f"xla_{key}"] = f"{xla / plain:.2f}"
+        bf16 = by_setting.get((model, "mixed_bfloat16", False))
+        if plain and bf16:
+            found[f"bf16_{key}"] = f"{bf16 / plain:.2f}"
+    before = [r for r in figures["compile"] if "RandomRotation" in r["model"]]
+    after = by_setting.get(("custom_cnn", "float32", True))
+    if before and after:
+        found["augmentation_speedup"] = f"{after / before[0]['images_per_s']:.2f}"
+    for what, fit in figures["scaling"]["growth"].items():
+        if what.startswith("data preparation vs images") and "prep_exponent" not in found:
+            found["prep_exponent"] = f"{fit['exponent']:.2f}"
+        if what.startswith("custom_cnn epoch vs images") and "epoch_exponent" not in found:
+            found["epoch_exponent"] = f"{fit['exponent']:.2f}"
+    memory = memory_table(figures)
+    if not memory.empty:
+        found["peak_heap"] = f"{memory['peak heap MiB'].max():,.0f}"
+    whole = (
+        [
+            r
+            for r in figures["scaling"]["data"]
+            if r["images"] == max(x["images"] for x in figures["scaling"]["data"])
+        ]
+        if figures["scaling"]["data"]
+        else []
+    )
+    if whole:
+        largest = max(whole, key=lambda r: r["cache_mib"])
+        found["largest_cache"] = f"{largest['cache_mib']:,.0f}"
+        found["largest_cache_size"] = f"{largest['size']}"
+        found["largest_cache_heap"] = f"{largest['peak_anon_mib']:,.0f}"
+    return found
+
+
+def defaults_table(figures: dict) -> pd.DataFrame:
+    """What the training code uses by default on the run's device: XLA per model, precision and
+    loader threads."""
+    defaults = figures["defaults"]
+    rows = [
+        {"setting": f"XLA for {model} (TensorFlow)", "default": "on" if on else "off"}
+        for model, on in defaults["xla_on_tensorflow"].items()
+    ]
+    rows += [
+        {"setting": "XLA on JAX", "default": "on"},
+        {"setting": "precision", "default": defaults["precision"]},
+        {"setting": "loader threads", "default": str(defaults["loader_workers"])},
+    ]
+    return pd.DataFrame(rows)
+
+
+def anchor_note(figures: dict):
+    """ResNet-50 at 224 px against the published A100 figure, or why there is no such figure."""
+    from IPython.display import Markdown
+
+    anchor = figures.get("anchor")
+    if not anchor:
+        return Markdown(
+            f"*This run was made on a {figures['device'].upper()} "
+            f"({figures['machine']}); it has no GPU figures.*"
+        )
+    return Markdown(
+        f"ResNet-50, every layer trained, 224 px, mixed float16 with XLA: "
+        f"**{anchor['images_per_s']:,.0f} images/s**, {anchor['ratio']:.2f} times the published "
+        f"{anchor['published_a100_images_per_s']:,.0f} images/s of one A100."
+    )
+
+
 def failures(figures: dict) -> pd.DataFrame:
     """The measurements that did not run, and why."""
     rows = [m for m in figures["measurements"] if m.get("error")]
@@ -123,6 +225,16 @@ def failures(figures: dict) -> pd.DataFrame:
         [{"part": m["part"], "what": m["label"], "why": m["error"]} for m in rows],
         columns=["part", "what", "why"],
     )
+
+
+def failures_note(figures: dict):
+    """The measurements that did not run, as a table, or a sentence saying that all ran."""
+    from IPython.display import Markdown
+
+    table = failures(figures)
+    if table.empty:
+        return Markdown("*Every planned measurement ran.*")
+    return table
 
 
 def summary(figures: dict) -> str:

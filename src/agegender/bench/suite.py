@@ -152,7 +152,7 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
 
     Args:
         settings: the run's `Settings`.
-        default_jit: the training code's XLA default on TensorFlow, a function of the model name.
+        default_jit: the training code's XLA default, a function of the backend and model name.
         default_workers: the loader's default number of threads.
     """
     s = settings
@@ -168,7 +168,7 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
             "min_seconds": s.min_seconds,
             "min_batches": s.min_batches,
             "precision": "float32",
-            "jit_compile": default_jit(model),
+            "jit_compile": default_jit(spec.get("backend", "tensorflow"), model),
             "loader_workers": [default_workers],
             **spec,
         }
@@ -191,10 +191,12 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
                 "backend": "tensorflow",
             }
             runs.append(Measurement("features", "vgg16_features", spec, extra={"size": size}))
-    if "compile" in s.parts:
+    if "compile" in s.parts:  # XLA at every size; the other precisions at the first size
         size = s.sizes[0]
+        settings = [(size, precision) for precision in s.precisions]
+        settings += [(larger, "float32") for larger in s.sizes[1:]]
         for label, model, stage in (TRAINED[0], TRAINED[2], TRAINED[3]):
-            for precision in s.precisions:
+            for size, precision in settings:
                 for jit in (False, True):
                     spec = train(
                         size,
@@ -207,6 +209,7 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
                     )
                     extra = {"size": size, "precision": precision, "xla": jit}
                     runs.append(Measurement("compile", label, spec, extra=extra))
+        size = s.sizes[0]
         for augment in ("keras", "off"):  # the custom CNN before RandomAffine, and without any
             spec = train(
                 size, "custom_cnn", 1, backend="tensorflow", augment=augment, loader_workers=[]
@@ -236,7 +239,6 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
                     model,
                     stage,
                     backend=backend,
-                    jit_compile=default_jit(model) if backend == "tensorflow" else "auto",
                     loader_workers=list(s.loader_workers),
                 )
                 runs.append(Measurement("backends", label, spec, extra={"size": size}))
@@ -290,6 +292,9 @@ def run_worker(spec: dict, *, paths: Paths, log, timeout: float = 1800) -> dict:
 def run(settings: Settings, data, *, output: Path | None = None, progress=print) -> dict:
     """Run every planned measurement and write the figures to ``results/bench/<device>.json``.
 
+    The file is rewritten after each measurement (``"complete": false`` until the last), so an
+    interrupted run keeps what it measured.
+
     A measurement that fails (an uninstalled backend, a model that does not fit) is recorded
     with its error and the run goes on; a figure that needs it is then left out. The workers'
     output goes to a log beside the results file (``<device>.log``, not committed).
@@ -325,12 +330,38 @@ def run(settings: Settings, data, *, output: Path | None = None, progress=print)
     }
     measurements = plan(
         settings,
-        default_jit=defaults["xla_on_tensorflow"].get,
+        default_jit=lambda backend, model: default_jit_compile(backend, model, gpu=gpu),
         default_workers=defaults["loader_workers"],
     )
     started = time.time()
-    log_path = output.with_suffix(".log")
-    with open(log_path, "w") as log:
+    checksums = {
+        "dataset_sha256": dataset_fingerprint(data.manifest),
+        "split_sha256": file_sha256(paths.split_file),
+    }
+
+    def write(complete: bool) -> dict:
+        figures = {
+            **provenance.collect(
+                profile=f"bench-{settings.device}",
+                parameters=asdict(settings),
+                started=started,
+                **checksums,
+                weights="random initialisation (the speed does not depend on the weights' values)",
+            ),
+            "device": settings.device,
+            "defaults": defaults,
+            "complete": complete,
+            **derive(measurements),
+            "measurements": [
+                {"part": m.part, "label": m.label, **m.extra, "spec": m.spec, "figures": m.figures}
+                | ({"error": m.error} if m.error else {})
+                for m in measurements
+            ],
+        }
+        write_json_atomic(output, figures)
+        return figures
+
+    with open(output.with_suffix(".log"), "w") as log:
         for number, m in enumerate(measurements, 1):
             backend = m.spec.get("backend", "tensorflow")
             if backend not in installed:
@@ -342,27 +373,8 @@ def run(settings: Settings, data, *, output: Path | None = None, progress=print)
             except AgegenderError as error:
                 m.error = str(error)
                 progress(f"  failed: {m.error}")
-    record = provenance.collect(
-        profile=f"bench-{settings.device}",
-        parameters=asdict(settings),
-        started=started,
-        dataset_sha256=dataset_fingerprint(data.manifest),
-        split_sha256=file_sha256(paths.split_file),
-        weights="random initialisation (the speed does not depend on the weights' values)",
-    )
-    figures = {
-        **record,
-        "device": settings.device,
-        "defaults": defaults,
-        **derive(measurements),
-        "measurements": [
-            {"part": m.part, "label": m.label, **m.extra, "spec": m.spec, "figures": m.figures}
-            | ({"error": m.error} if m.error else {})
-            for m in measurements
-        ],
-    }
-    write_json_atomic(output, figures)
-    return figures
+            write(complete=False)  # an interrupted run keeps what it measured
+    return write(complete=True)
 
 
 # --- derived figures ---------------------------------------------------------------------------
@@ -414,19 +426,21 @@ def derive(measurements: list[Measurement]) -> dict:
         }
         for m in part("compile")
     ]
-    baseline = {  # float32 without XLA, per model; the custom CNN variants compare with it too
-        row["model"]: row["images_per_s"]
+    baseline = {  # float32 without XLA, per model and size; the custom CNN variants compare too
+        (row["model"], row["size"]): row["images_per_s"]
         for row in compiled
         if row["precision"] == "float32" and not row["xla"]
     }
     for row in compiled:
-        base = baseline.get(row["model"].split(",")[0]) or baseline.get(row["model"])
+        base = baseline.get((row["model"].split(",")[0], row["size"]))
+        base = baseline.get((row["model"], row["size"]), base)
         row["relative"] = round(row["images_per_s"] / base, 2) if base else None
     backends = [
         {
             "model": m.label,
             "size": m.extra["size"],
             "backend": m.figures["backend"],
+            "xla": m.figures["xla"],
             **_pipeline_rates(m.figures),
             **_memory(m.figures),
         }
