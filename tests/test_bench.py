@@ -168,6 +168,9 @@ def test_derived_figures_compare_within_the_run():
     assert backend["ratio_1_workers"] == 0.8 and backend["ratio_4_workers"] == 0.9
     assert [row["relative"] for row in derived["compile"]] == [1.0, 2.5]
     assert derived["anchor"] is None
+    found = report.findings({**derived, "parameters": {"sizes": [64]}})
+    assert found["lowest_ratio"] == "0.90" and found["feature_speedup"] == "200 to 200"
+    assert "xla_cnn" not in found  # no XLA figure for the augmented custom CNN in this run
 
 
 def test_a_cache_measurement_decodes_the_first_images_outside_the_project_cache(

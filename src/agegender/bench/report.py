@@ -131,54 +131,50 @@ def main_figures(folder: Path) -> dict:
 
 
 def findings(figures: dict) -> dict[str, str]:
-    """The numbers the appendix states in its text, formatted (keys name them)."""
-    found = {}
+    """The numbers the appendix states in its text, formatted; a figure not measured is absent."""
+    found = {"target_ratio": f"{figures['targets']['pipeline_ratio']:.2f}"}
+    found["target_speedup"] = f"{figures['targets']['feature_speedup']:.0f}"
     if figures["pipeline"]:
         worst = min(figures["pipeline"], key=lambda row: row["ratio"])
         found["lowest_ratio"] = f"{worst['ratio']:.2f}"
         found["lowest_ratio_model"] = f"{worst['model']} at {worst['size']} px"
-        found["target_ratio"] = f"{figures['targets']['pipeline_ratio']:.2f}"
-    speedups = [row["speedup"] for row in figures["features"] if "speedup" in row]
+    speedups = sorted(row["speedup"] for row in figures["features"] if "speedup" in row)
     if speedups:
-        found["feature_speedup"] = " to ".join(
-            f"{x:,.0f}" for x in sorted({min(speedups), max(speedups)})
-        )
-        found["target_speedup"] = f"{figures['targets']['feature_speedup']:.0f}"
-    by_setting = {
-        (row["model"], row["precision"], row["xla"]): row["images_per_s"]
+        found["feature_speedup"] = f"{speedups[0]:,.0f} to {speedups[-1]:,.0f}"
+    rate = {
+        (row["model"], row["size"], row["precision"], row["xla"]): row["images_per_s"]
         for row in figures["compile"]
     }
+    first = figures["parameters"]["sizes"][0]
     for model, key in (("custom_cnn", "cnn"), ("resnet50_finetune, stage 1", "resnet")):
-        plain = by_setting.get((model, "float32", False))
-        xla = by_setting.get((model, "float32", True))
-        if plain and xla:
-            found[f"xla_{key}"] = f"{xla / plain:.2f}"
-        bf16 = by_setting.get((model, "mixed_bfloat16", False))
-        if plain and bf16:
-            found[f"bf16_{key}"] = f"{bf16 / plain:.2f}"
-    before = [r for r in figures["compile"] if "RandomRotation" in r["model"]]
-    after = by_setting.get(("custom_cnn", "float32", True))
-    if before and after:
-        found["augmentation_speedup"] = f"{after / before[0]['images_per_s']:.2f}"
-    for what, fit in figures["scaling"]["growth"].items():
-        if what.startswith("data preparation vs images") and "prep_exponent" not in found:
-            found["prep_exponent"] = f"{fit['exponent']:.2f}"
-        if what.startswith("custom_cnn epoch vs images") and "epoch_exponent" not in found:
-            found["epoch_exponent"] = f"{fit['exponent']:.2f}"
+        plain = rate.get((model, first, "float32", False))
+        for name, setting in (("xla", ("float32", True)), ("bf16", ("mixed_bfloat16", False))):
+            other = rate.get((model, first, *setting))
+            if plain and other:
+                found[f"{name}_{key}"] = f"{other / plain:.2f}"
+    keras_layers = [row for row in figures["compile"] if "RandomRotation" in row["model"]]
+    after = rate.get(("custom_cnn", first, "float32", True))
+    if keras_layers and after:
+        found["augmentation_speedup"] = f"{after / keras_layers[0]['images_per_s']:.2f}"
+    for key, prefix in (
+        ("prep_exponent", "data preparation vs images"),
+        ("epoch_exponent", "custom_cnn epoch vs images"),
+    ):
+        exponents = sorted(
+            fit["exponent"]
+            for what, fit in figures["scaling"]["growth"].items()
+            if what.startswith(prefix)
+        )
+        if exponents:
+            found[key] = " to ".join(
+                dict.fromkeys(f"{b:.2f}" for b in (exponents[0], exponents[-1]))
+            )
     memory = memory_table(figures)
     if not memory.empty:
         found["peak_heap"] = f"{memory['peak heap MiB'].max():,.0f}"
-    whole = (
-        [
-            r
-            for r in figures["scaling"]["data"]
-            if r["images"] == max(x["images"] for x in figures["scaling"]["data"])
-        ]
-        if figures["scaling"]["data"]
-        else []
-    )
-    if whole:
-        largest = max(whole, key=lambda r: r["cache_mib"])
+    data = figures["scaling"]["data"]
+    if data:
+        largest = max(data, key=lambda row: row["cache_mib"])
         found["largest_cache"] = f"{largest['cache_mib']:,.0f}"
         found["largest_cache_size"] = f"{largest['size']}"
         found["largest_cache_heap"] = f"{largest['peak_anon_mib']:,.0f}"
