@@ -80,7 +80,9 @@ def test_peak_memory_sees_an_array_held_inside_the_block(tmp_path):
 
 def test_plans_cover_every_part_and_refuse_unknown_settings():
     cpu = suite.plan(
-        suite.Settings.for_device("cpu"), default_jit=lambda backend, model: True, default_workers=1
+        suite.Settings.for_device("cpu"),
+        default_jit=lambda backend, model, size: True,
+        default_workers=1,
     )
     parts = {m.part for m in cpu}
     assert parts == set(suite.PARTS)
@@ -89,14 +91,17 @@ def test_plans_cover_every_part_and_refuse_unknown_settings():
     assert {m.spec["backend"] for m in cpu if m.part == "backends"} == set(suite.BACKENDS)
     assert all(m.spec["precision"] in ("float32", "mixed_bfloat16") for m in cpu)
     gpu = suite.plan(
-        suite.Settings.for_device("gpu"), default_jit=lambda backend, model: True, default_workers=1
+        suite.Settings.for_device("gpu"),
+        default_jit=lambda backend, model, size: True,
+        default_workers=1,
     )
     assert {m.extra["size"] for m in gpu if m.part == "pipeline"} == {64, 128, 224}
     (anchor,) = [m for m in gpu if m.label == suite.ANCHOR_LABEL]
     assert anchor.spec["precision"] == "mixed_float16" and anchor.spec["jit_compile"] is True
     only = suite.Settings.for_device("cpu", parts=("scaling",))
     assert {
-        m.part for m in suite.plan(only, default_jit=lambda backend, model: True, default_workers=1)
+        m.part
+        for m in suite.plan(only, default_jit=lambda backend, model, size: True, default_workers=1)
     } == {"scaling"}
     with pytest.raises(ValueError, match="parts must be among"):
         suite.Settings.for_device("cpu", parts=("speed",))

@@ -142,7 +142,9 @@ def test_tiny_cnn_learns_age_from_brightness_and_writes_results(tmp_path):
     assert "git_commit" in provenance and provenance["wall_time_s"] > 0
     assert provenance["parameters"]["model_options"]["width"] == 8
     # the custom CNN compiles with XLA (measured faster on a CPU too), and says so
-    expected_xla = training.default_jit_compile(keras.backend.backend(), "custom_cnn", gpu=False)
+    expected_xla = training.default_jit_compile(
+        keras.backend.backend(), "custom_cnn", gpu=False, image_size=train.images.shape[1]
+    )
     assert provenance["parameters"]["jit_compile"] == expected_xla
     assert (tmp_path / "work" / "best.keras").is_file()
     assert experiment.model_path == tmp_path / "work" / "best.keras"
@@ -353,6 +355,21 @@ def test_mixed_precision_dex_run_keeps_float32_outputs_and_restores_the_policy(t
     assert outputs["age"].dtype == np.float32 and outputs["gender"].dtype == np.float32
     assert experiment.model.get_layer("heads").get_layer("age_bins").units == models.DEX_BINS
     assert np.isfinite(experiment.history[["loss", "val_age_mae"]]).all().all()
+
+
+def test_xla_is_on_where_it_was_measured_faster():
+    def xla(backend, model, size, gpu=False):
+        return training.default_jit_compile(backend, model, gpu=gpu, image_size=size)
+
+    assert [xla("tensorflow", "resnet50_finetune", size) for size in (64, 128, 224)] == [
+        False,
+        True,
+        True,
+    ]
+    assert xla("tensorflow", "custom_cnn", 64) and not xla("tensorflow", "vgg16_features", 128)
+    assert xla("tensorflow", "resnet50_finetune", 64, gpu=True) and xla("jax", "vgg16_features", 32)
+    assert xla("torch", "custom_cnn", 64) == "auto"
+    assert set(training.CPU_XLA_FROM_SIZE) == set(models.MODEL_NAMES)
 
 
 def test_compile_model_names_the_metrics():

@@ -271,7 +271,7 @@ def run_experiment(
         else config.mixed_precision
     )
     jit = (
-        default_jit_compile(keras.backend.backend(), name, gpu=gpu)
+        default_jit_compile(keras.backend.backend(), name, gpu=gpu, image_size=image_size)
         if config.jit_compile is None
         else config.jit_compile
     )
@@ -603,22 +603,27 @@ class TrainingState(keras.callbacks.Callback):
 # --- environment -------------------------------------------------------------------------------
 
 
-# XLA for the training step on a CPU with TensorFlow, per model, as `agegender bench` measured
-# it here (the performance appendix): it speeds up the small custom CNN and slows down the
-# keras.applications bases, whose convolutions TensorFlow runs faster without it (oneDNN).
-CPU_XLA = {"custom_cnn": True, "vgg16_features": False, "resnet50_finetune": False}
+# XLA for the training step with TensorFlow on a CPU: the smallest image side at which it is on,
+# per model (None: never), as `agegender bench` measured it on a 2-core CPU (the performance
+# appendix). It made the custom CNN 1.8 times as fast at 64 px and 1.3 times at 128 px. It made
+# ResNet-50 slower at 64 px (0.29 times in stage 1, 0.83 in stage 2), where TensorFlow's own
+# (oneDNN) convolutions win, and faster at 128 px (1.56 and 2.39 times); sizes in between were not
+# measured. The VGG16 heads train on cached features; XLA was not measured for them.
+CPU_XLA_FROM_SIZE = {"custom_cnn": 0, "vgg16_features": None, "resnet50_finetune": 128}
 
 
-def default_jit_compile(backend: str, model: str, *, gpu: bool) -> bool | str:
+def default_jit_compile(backend: str, model: str, *, gpu: bool, image_size: int) -> bool | str:
     """Whether to compile a model's training step with XLA, when the config does not say.
 
-    Always on JAX (an uncompiled JAX step is many times slower), on TensorFlow on a GPU, and on
-    TensorFlow on a CPU where it was measured faster (`CPU_XLA`); Keras' choice (off) on torch.
+    Always on JAX (an uncompiled JAX step is many times slower) and on TensorFlow on a GPU; on
+    TensorFlow on a CPU where it was measured faster (`CPU_XLA_FROM_SIZE`); Keras' choice (off)
+    on torch.
     """
     if backend == "jax" or (backend == "tensorflow" and gpu):
         return True
     if backend == "tensorflow":
-        return CPU_XLA[model]
+        smallest = CPU_XLA_FROM_SIZE[model]
+        return smallest is not None and image_size >= smallest
     return "auto"
 
 

@@ -145,15 +145,26 @@ def findings(figures: dict) -> dict[str, str]:
         (row["model"], row["size"], row["precision"], row["xla"]): row["images_per_s"]
         for row in figures["compile"]
     }
-    first = figures["parameters"]["sizes"][0]
-    for model, key in (("custom_cnn", "cnn"), ("resnet50_finetune, stage 1", "resnet")):
-        plain = rate.get((model, first, "float32", False))
-        for name, setting in (("xla", ("float32", True)), ("bf16", ("mixed_bfloat16", False))):
-            other = rate.get((model, first, *setting))
-            if plain and other:
-                found[f"{name}_{key}"] = f"{other / plain:.2f}"
+    sizes = figures["parameters"]["sizes"]
+    found["first_size"], found["last_size"] = str(sizes[0]), str(sizes[-1])
+    comparisons = [  # (key, model, size, precision, XLA) against float32 without XLA
+        (key, model, size, *setting)
+        for model, name in (("custom_cnn", "cnn"), ("resnet50_finetune, stage 1", "resnet"))
+        for key, size, setting in (
+            (f"xla_{name}", sizes[0], ("float32", True)),
+            (f"bf16_{name}", sizes[0], ("mixed_bfloat16", False)),
+            (f"xla_{name}_last", sizes[-1], ("float32", True)),
+        )
+    ]
+    for key, model, size, precision, xla in comparisons:
+        plain, other = (
+            rate.get((model, size, "float32", False)),
+            rate.get((model, size, precision, xla)),
+        )
+        if plain and other:
+            found[key] = f"{other / plain:.2f}"
     keras_layers = [row for row in figures["compile"] if "RandomRotation" in row["model"]]
-    after = rate.get(("custom_cnn", first, "float32", True))
+    after = rate.get(("custom_cnn", sizes[0], "float32", True))
     if keras_layers and after:
         found["augmentation_speedup"] = f"{after / keras_layers[0]['images_per_s']:.2f}"
     for key, prefix in (
@@ -182,19 +193,37 @@ def findings(figures: dict) -> dict[str, str]:
 
 
 def defaults_table(figures: dict) -> pd.DataFrame:
-    """What the training code uses by default on the run's device: XLA per model, precision and
-    loader threads."""
-    defaults = figures["defaults"]
+    """What the training code does by default on the run's device and sizes: XLA per model and
+    backend, precision, loader threads (`agegender.training`, as it is now)."""
+    from agegender.data.loader import DEFAULT_WORKERS
+    from agegender.models import MODEL_NAMES
+    from agegender.training import default_jit_compile, default_precision
+
+    gpu = figures["device"] == "gpu"
+    sizes = figures["parameters"]["sizes"]
     rows = [
-        {"setting": f"XLA for {model} (TensorFlow)", "default": "on" if on else "off"}
-        for model, on in defaults["xla_on_tensorflow"].items()
+        {
+            "setting": f"XLA, {model}, TensorFlow",
+            **{
+                f"{size} px": _on(
+                    default_jit_compile("tensorflow", model, gpu=gpu, image_size=size)
+                )
+                for size in sizes
+            },
+        }
+        for model in MODEL_NAMES
     ]
-    rows += [
-        {"setting": "XLA on JAX", "default": "on"},
-        {"setting": "precision", "default": defaults["precision"]},
-        {"setting": "loader threads", "default": str(defaults["loader_workers"])},
-    ]
+    rows.append({"setting": "XLA, every model, JAX", **{f"{size} px": "on" for size in sizes}})
+    for setting, value in (
+        ("precision", default_precision(gpu=gpu)),
+        ("loader threads", str(DEFAULT_WORKERS)),
+    ):
+        rows.append({"setting": setting, **{f"{size} px": value for size in sizes}})
     return pd.DataFrame(rows)
+
+
+def _on(value) -> str:
+    return "on" if value is True else "off"
 
 
 def anchor_note(figures: dict):

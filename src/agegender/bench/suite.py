@@ -152,7 +152,8 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
 
     Args:
         settings: the run's `Settings`.
-        default_jit: the training code's XLA default, a function of the backend and model name.
+        default_jit: the training code's XLA default, a function of the backend, the model name
+            and the image size.
         default_workers: the loader's default number of threads.
     """
     s = settings
@@ -168,7 +169,7 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
             "min_seconds": s.min_seconds,
             "min_batches": s.min_batches,
             "precision": "float32",
-            "jit_compile": default_jit(spec.get("backend", "tensorflow"), model),
+            "jit_compile": default_jit(spec.get("backend", "tensorflow"), model, size),
             "loader_workers": [default_workers],
             **spec,
         }
@@ -323,14 +324,20 @@ def run(settings: Settings, data, *, output: Path | None = None, progress=print)
     gpu = settings.device == "gpu"
     defaults = {
         "xla_on_tensorflow": {
-            name: default_jit_compile("tensorflow", name, gpu=gpu) for name in MODEL_NAMES
+            name: {
+                size: default_jit_compile("tensorflow", name, gpu=gpu, image_size=size)
+                for size in settings.sizes
+            }
+            for name in MODEL_NAMES
         },
         "loader_workers": DEFAULT_WORKERS,
         "precision": default_precision(gpu=gpu),
     }
     measurements = plan(
         settings,
-        default_jit=lambda backend, model: default_jit_compile(backend, model, gpu=gpu),
+        default_jit=lambda backend, model, size: default_jit_compile(
+            backend, model, gpu=gpu, image_size=size
+        ),
         default_workers=defaults["loader_workers"],
     )
     started = time.time()
