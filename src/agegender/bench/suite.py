@@ -140,11 +140,10 @@ TRAINED = (  # (label, model, stage): the models as their chapters train them
 )
 
 
-def label_of(augment: str) -> str:
-    return {
-        "keras": "custom_cnn, Keras' RandomRotation and RandomZoom",
-        "off": "custom_cnn, no augmentation",
-    }[augment]
+AUGMENTATION_LABELS = {  # the custom CNN before `RandomAffine`, and without augmentation
+    "keras": "custom_cnn, Keras' RandomRotation and RandomZoom",
+    "off": "custom_cnn, no augmentation",
+}
 
 
 def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measurement]:
@@ -211,12 +210,12 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
                     extra = {"size": size, "precision": precision, "xla": jit}
                     runs.append(Measurement("compile", label, spec, extra=extra))
         size = s.sizes[0]
-        for augment in ("keras", "off"):  # the custom CNN before RandomAffine, and without any
+        for augment, label in AUGMENTATION_LABELS.items():
             spec = train(
                 size, "custom_cnn", 1, backend="tensorflow", augment=augment, loader_workers=[]
             )
             extra = {"size": size, "precision": "float32", "xla": spec["jit_compile"]}
-            runs.append(Measurement("compile", label_of(augment), spec, extra=extra))
+            runs.append(Measurement("compile", label, spec, extra=extra))
         if s.device == "gpu":  # the published anchor: every layer trained, 224 px, mixed, XLA
             spec = train(
                 224,
