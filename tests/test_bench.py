@@ -89,7 +89,7 @@ def test_plans_cover_every_part_and_refuse_unknown_settings():
     pipeline = [(m.label, m.extra["size"]) for m in cpu if m.part == "pipeline"]
     assert pipeline == [(label, size) for size in (64, 128) for label, _, _ in suite.TRAINED]
     assert {m.spec["backend"] for m in cpu if m.part == "backends"} == set(suite.BACKENDS)
-    assert all(m.spec["precision"] in ("float32", "mixed_bfloat16") for m in cpu)
+    assert {m.spec.get("precision", "float32") for m in cpu} == {"float32", "mixed_bfloat16"}
     gpu = suite.plan(
         suite.Settings.for_device("gpu"),
         default_jit=lambda backend, model, size: True,

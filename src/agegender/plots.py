@@ -243,11 +243,12 @@ def pipeline_bars(pipeline: list[dict]) -> Figure:
 
 
 def compile_bars(compiled: list[dict]) -> Figure:
-    """Training images/s per precision and XLA setting, one bar group per model."""
+    """Training images/s per precision and XLA setting, one bar group per model and size."""
     table = pd.DataFrame(compiled)
     table["setting"] = table["precision"] + table["xla"].map({True: " + XLA", False: ""})
-    figure, ax = plt.subplots(figsize=(10, 3.8))
-    sns.barplot(table, y="model", x="images_per_s", hue="setting", ax=ax, orient="h")
+    table["model"] = table["model"] + ", " + table["size"].astype(str) + " px"
+    figure, ax = plt.subplots(figsize=(10, 0.35 * len(table) + 1.2))
+    sns.barplot(table, y="model", x="images_per_s", hue="setting", ax=ax, orient="h", errorbar=None)
     ax.set(xlabel="training images/s (synthetic input)", ylabel="")
     ax.legend(fontsize=8, loc="lower right")
     figure.tight_layout()

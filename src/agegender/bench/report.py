@@ -219,7 +219,7 @@ def defaults_table(figures: dict) -> pd.DataFrame:
         ("loader threads", str(DEFAULT_WORKERS)),
     ):
         rows.append({"setting": setting, **{f"{size} px": value for size in sizes}})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index("setting")
 
 
 def _on(value) -> str:
@@ -249,7 +249,7 @@ def failures(figures: dict) -> pd.DataFrame:
     return pd.DataFrame(
         [{"part": m["part"], "what": m["label"], "why": m["error"]} for m in rows],
         columns=["part", "what", "why"],
-    )
+    ).set_index("part")
 
 
 def failures_note(figures: dict):
@@ -278,11 +278,15 @@ def summary(figures: dict) -> str:
     for title, table in sections:
         frame = table(figures)
         if not frame.empty:
-            lines += ["", title, frame.to_string(index=False)]
+            lines += ["", title, frame.to_string()]
     return "\n".join(lines)
 
 
 def _table(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    """The `columns` of `rows` that are present, renamed; the first one is the index."""
     frame = pd.DataFrame(rows)
     present = [key for key in columns if key in frame]
-    return frame[present].rename(columns=columns) if present else pd.DataFrame()
+    if not present:
+        return pd.DataFrame()
+    frame = frame[present].rename(columns=columns)
+    return frame.set_index(frame.columns[0])

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agegender.bench.timing import power_law
@@ -340,20 +341,21 @@ def run(settings: Settings, data, *, output: Path | None = None, progress=print)
         default_workers=defaults["loader_workers"],
     )
     started = time.time()
-    checksums = {
-        "dataset_sha256": dataset_fingerprint(data.manifest),
-        "split_sha256": file_sha256(paths.split_file),
-    }
+    # What ran is the code as it was when the run started (the git state is read now, once).
+    record = provenance.collect(
+        profile=f"bench-{settings.device}",
+        parameters=asdict(settings),
+        started=started,
+        dataset_sha256=dataset_fingerprint(data.manifest),
+        split_sha256=file_sha256(paths.split_file),
+        weights="random initialisation (the speed does not depend on the weights' values)",
+    )
 
     def write(complete: bool) -> dict:
         figures = {
-            **provenance.collect(
-                profile=f"bench-{settings.device}",
-                parameters=asdict(settings),
-                started=started,
-                **checksums,
-                weights="random initialisation (the speed does not depend on the weights' values)",
-            ),
+            **record,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "wall_time_s": round(time.time() - started, 1),
             "device": settings.device,
             "defaults": defaults,
             "complete": complete,
