@@ -98,6 +98,13 @@ def test_plans_cover_every_part_and_refuse_unknown_settings():
     assert {m.extra["size"] for m in gpu if m.part == "pipeline"} == {64, 128, 224}
     (anchor,) = [m for m in gpu if m.label == suite.ANCHOR_LABEL]
     assert anchor.spec["precision"] == "mixed_float16" and anchor.spec["jit_compile"] is True
+    on_jax = suite.plan(
+        suite.Settings.for_device("gpu", backend="jax"),
+        default_jit=lambda backend, model, size: backend == "jax",
+        default_workers=1,
+    )
+    assert {m.spec["backend"] for m in on_jax if m.part != "backends"} == {"jax"}
+    assert all(m.spec["jit_compile"] for m in on_jax if m.part == "pipeline")
     only = suite.Settings.for_device("cpu", parts=("scaling",))
     assert {
         m.part
@@ -229,4 +236,4 @@ def test_a_small_run_writes_every_figure_and_records_what_could_not_run(utkface_
     assert set(failed["why"]) == {"the no_such_backend backend is not installed"}
     text = report.summary(figures)
     assert "VGG16 cached features" in text and "Backends" in text and "Growth" in text
-    assert report.load(written.parent) == {"cpu": figures}
+    assert report.load(written.parent) == {"cpu": json.loads(written.read_text())}

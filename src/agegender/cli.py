@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from agegender.errors import AgegenderError
@@ -111,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
         help="which plan, and the results file's name (auto: gpu when Keras sees a GPU)",
     )
     bench.add_argument(
+        "--backend",
+        choices=("tensorflow", "jax", "torch"),
+        default=None,
+        help="the Keras backend of every part but 'backends' (default: $KERAS_BACKEND, else "
+        "tensorflow)",
+    )
+    bench.add_argument(
         "--quick", action="store_true", help="a small run in minutes, to check that it all works"
     )
     bench.set_defaults(handler=_bench)
@@ -214,7 +222,9 @@ def _bench(args: argparse.Namespace) -> int:
         from agegender.runner import default_profile
 
         device = default_profile()
-    changes = {"parts": tuple(args.only)} if args.only else {}
+    changes = {"backend": args.backend or os.environ.get("KERAS_BACKEND") or "tensorflow"}
+    if args.only:
+        changes["parts"] = tuple(args.only)
     if args.quick:
         changes |= suite.QUICK
     try:

@@ -250,7 +250,7 @@ def compile_bars(compiled: list[dict]) -> Figure:
     figure, ax = plt.subplots(figsize=(10, 0.35 * len(table) + 1.2))
     sns.barplot(table, y="model", x="images_per_s", hue="setting", ax=ax, orient="h", errorbar=None)
     ax.set(xlabel="training images/s (synthetic input)", ylabel="")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     figure.tight_layout()
     return figure
 

@@ -201,13 +201,12 @@ def defaults_table(figures: dict) -> pd.DataFrame:
 
     gpu = figures["device"] == "gpu"
     sizes = figures["parameters"]["sizes"]
+    backend = figures["parameters"].get("backend", "tensorflow")
     rows = [
         {
-            "setting": f"XLA, {model}, TensorFlow",
+            "setting": f"XLA, {model}, {backend}",
             **{
-                f"{size} px": _on(
-                    default_jit_compile("tensorflow", model, gpu=gpu, image_size=size)
-                )
+                f"{size} px": _on(default_jit_compile(backend, model, gpu=gpu, image_size=size))
                 for size in sizes
             },
         }

@@ -11,7 +11,7 @@ Parts (``--only``):
   in-memory batches; their ratio shows whether the input pipeline starves the model.
 - ``features``: VGG16's heads epoch on cached features against an end-to-end epoch, and the
   one-time cost of extracting the features.
-- ``compile``: float32 against mixed precision, and XLA on against off (TensorFlow), and the cost
+- ``compile``: float32 against mixed precision, and XLA on against off, and the cost
   of the in-model augmentation.
 - ``backends``: the same training step on every installed Keras backend, with the loader serving
   batches from the main thread or from worker threads.
@@ -55,6 +55,8 @@ class Settings:
 
     Attributes:
         device: ``"cpu"`` or ``"gpu"``: which plan, and the name of the results file.
+        backend: the Keras backend of every part but ``backends`` (e.g. ``"jax"`` where there is
+            no TensorFlow).
         sizes: image sides of the pipeline and features parts.
         batch_size: training batch of the throughput measurements.
         min_seconds, min_batches: each rate is timed over at least this long and this many batches.
@@ -69,6 +71,7 @@ class Settings:
     """
 
     device: str = "cpu"
+    backend: str = "tensorflow"
     sizes: tuple[int, ...] = (64, 128)
     batch_size: int = 64
     min_seconds: float = 8.0
@@ -169,7 +172,7 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
             "min_seconds": s.min_seconds,
             "min_batches": s.min_batches,
             "precision": "float32",
-            "jit_compile": default_jit(spec.get("backend", "tensorflow"), model, size),
+            "jit_compile": default_jit(spec.get("backend", s.backend), model, size),
             "loader_workers": [default_workers],
             **spec,
         }
@@ -178,7 +181,7 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
     if "pipeline" in s.parts:
         for size in s.sizes:
             for label, model, stage in TRAINED:
-                spec = train(size, model, stage, backend="tensorflow")
+                spec = train(size, model, stage, backend=s.backend)
                 runs.append(Measurement("pipeline", label, spec, extra={"size": size}))
     if "features" in s.parts:
         for size in s.sizes:
@@ -189,7 +192,7 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
                 "images": s.extract_images,
                 "epoch_images": s.epoch_images,
                 "head_batch_size": 64,
-                "backend": "tensorflow",
+                "backend": s.backend,
             }
             runs.append(Measurement("features", "vgg16_features", spec, extra={"size": size}))
     if "compile" in s.parts:  # XLA at every size; the other precisions at the first size
@@ -203,7 +206,7 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
                         size,
                         model,
                         stage,
-                        backend="tensorflow",
+                        backend=s.backend,
                         precision=precision,
                         jit_compile=jit,
                         loader_workers=[],
@@ -213,7 +216,7 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
         size = s.sizes[0]
         for augment, label in AUGMENTATION_LABELS.items():
             spec = train(
-                size, "custom_cnn", 1, backend="tensorflow", augment=augment, loader_workers=[]
+                size, "custom_cnn", 1, backend=s.backend, augment=augment, loader_workers=[]
             )
             extra = {"size": size, "precision": "float32", "xla": spec["jit_compile"]}
             runs.append(Measurement("compile", label, spec, extra=extra))
@@ -222,7 +225,7 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
                 224,
                 "resnet50_finetune",
                 2,
-                backend="tensorflow",
+                backend=s.backend,
                 fine_tune_blocks=16,
                 batch_size=256,
                 precision="mixed_float16",
@@ -246,13 +249,13 @@ def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measu
     if "scaling" in s.parts:
         for size in s.scaling_sizes:
             for images in s.scaling_images:
-                spec = {"kind": "cache", "size": size, "images": images}
+                spec = {"kind": "cache", "size": size, "images": images, "backend": s.backend}
                 runs.append(Measurement("scaling", "data preparation", spec, extra={"size": size}))
         middle = s.scaling_sizes[len(s.scaling_sizes) // 2]
         epochs = [(middle, images) for images in s.scaling_images]
         epochs += [(size, s.scaling_images[0]) for size in s.scaling_sizes if size != middle]
         for size, images in epochs:
-            spec = train(size, "custom_cnn", 1, backend="tensorflow", images=images)
+            spec = train(size, "custom_cnn", 1, backend=s.backend, images=images)
             spec["kind"] = "epoch"
             runs.append(Measurement("scaling", "custom_cnn epoch", spec, extra={"size": size}))
     return runs
@@ -269,7 +272,7 @@ def run_worker(spec: dict, *, paths: Paths, log, timeout: float = 1800) -> dict:
     """Run one measurement in a new process with its backend; its figures, or AgegenderError."""
     env = {
         **os.environ,
-        "KERAS_BACKEND": spec.get("backend", "tensorflow"),
+        "KERAS_BACKEND": spec["backend"],
         "AGEGENDER_ROOT": str(paths.root),
         "AGEGENDER_DATA_DIR": str(paths.data),
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
@@ -320,12 +323,12 @@ def run(settings: Settings, data, *, output: Path | None = None, progress=print)
         data.image_cache(size)  # built once, before anything is timed
     output = output or paths.results / "bench" / f"{settings.device}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    installed = installed_backends(settings.backends)
+    installed = installed_backends()
     gpu = settings.device == "gpu"
     defaults = {
-        "xla_on_tensorflow": {
+        "xla": {
             name: {
-                size: default_jit_compile("tensorflow", name, gpu=gpu, image_size=size)
+                size: default_jit_compile(settings.backend, name, gpu=gpu, image_size=size)
                 for size in settings.sizes
             }
             for name in MODEL_NAMES
@@ -371,7 +374,7 @@ def run(settings: Settings, data, *, output: Path | None = None, progress=print)
 
     with open(output.with_suffix(".log"), "w") as log:
         for number, m in enumerate(measurements, 1):
-            backend = m.spec.get("backend", "tensorflow")
+            backend = m.spec["backend"]
             if backend not in installed:
                 m.error = f"the {backend} backend is not installed"
                 continue
