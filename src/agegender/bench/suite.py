@@ -492,29 +492,15 @@ def _memory(figures: dict) -> dict:
 
 
 def _scaling(measurements: list[Measurement]) -> dict:
-    data = [
-        {
-            "size": m.extra["size"],
-            "images": m.figures["images"],
-            "seconds": m.figures["seconds"],
-            "images_per_s": m.figures["images_per_s"],
-            "cache_mib": m.figures["cache_mib"],
-            **_memory(m.figures),
-        }
-        for m in measurements
-        if m.spec["kind"] == "cache"
-    ]
-    epochs = [
-        {
-            "size": m.extra["size"],
-            "images": m.figures["images"],
-            "seconds": m.figures["seconds"],
-            "images_per_s": m.figures["images_per_s"],
-            **_memory(m.figures),
-        }
-        for m in measurements
-        if m.spec["kind"] == "epoch"
-    ]
+    def rows(kind: str, keys: tuple[str, ...]) -> list[dict]:
+        return [
+            {"size": m.extra["size"], **{key: m.figures[key] for key in keys}, **_memory(m.figures)}
+            for m in measurements
+            if m.spec["kind"] == kind
+        ]
+
+    timed = ("images", "seconds", "images_per_s")
+    data, epochs = rows("cache", (*timed, "cache_mib")), rows("epoch", timed)
     growth = {}
     for size in sorted({row["size"] for row in data}):
         rows = [row for row in data if row["size"] == size]
