@@ -140,35 +140,55 @@ def learning_curves(histories: dict[str, pd.DataFrame]) -> Figure:
     colours = sns.color_palette(n_colors=max(3, len(histories)))
     handles = []
     for colour, (name, history) in zip(colours, histories.items(), strict=False):
-        epochs = history["epoch"] + 1
-        for ax, (metric, label) in zip(axes, CURVES, strict=True):
-            ax.plot(epochs, history[metric], color=colour)
-            ax.plot(epochs, history[f"val_{metric}"], color=colour, linestyle="--")
-            ax.set(title=label, xlabel="epoch")
-            if "stage" in history and (history["stage"] == "fine_tune").any():
-                start = history.loc[history["stage"] == "fine_tune", "epoch"].min() + 0.5
-                ax.axvline(start, color=colour, linestyle=":", linewidth=1)
+        _plot_history(axes, history, colour)
         handles.append(Line2D([], [], color=colour, linewidth=3, label=name))
     for ax, (metric, _) in zip(axes, CURVES, strict=True):
         ax.xaxis.get_major_locator().set_params(integer=True)
         if metric != "gender_accuracy":
-            later = [
-                h.loc[h["epoch"] > h["epoch"].min(), [metric, f"val_{metric}"]].to_numpy()
-                for h in histories.values()
-            ]
-            later = np.concatenate([v.ravel() for v in later])
-            if np.isfinite(later).any():
-                ax.set_ylim(bottom=0, top=np.nanmax(later) * 1.05)
-    handles += [
-        Line2D([], [], color="grey", label="training"),
-        Line2D([], [], color="grey", linestyle="--", label="validation"),
-    ]
-    if any((h.get("stage") == "fine_tune").any() for h in histories.values() if "stage" in h):
-        handles.append(Line2D([], [], color="grey", linestyle=":", label="fine-tuning starts"))
+            _scale_to_later_epochs(ax, metric, histories)
+    handles += _line_style_handles(histories)
     legend_panel.axis("off")
     legend_panel.legend(handles=handles, loc="center", frameon=False, fontsize=11)
     figure.tight_layout()
     return figure
+
+
+def _fine_tunes(history: pd.DataFrame) -> bool:
+    return "stage" in history and (history["stage"] == "fine_tune").any()
+
+
+def _plot_history(axes, history: pd.DataFrame, colour) -> None:
+    """One model's training and validation curves on each of the `CURVES` axes."""
+    epochs = history["epoch"] + 1
+    for ax, (metric, label) in zip(axes, CURVES, strict=True):
+        ax.plot(epochs, history[metric], color=colour)
+        ax.plot(epochs, history[f"val_{metric}"], color=colour, linestyle="--")
+        ax.set(title=label, xlabel="epoch")
+        if _fine_tunes(history):
+            start = history.loc[history["stage"] == "fine_tune", "epoch"].min() + 0.5
+            ax.axvline(start, color=colour, linestyle=":", linewidth=1)
+
+
+def _scale_to_later_epochs(ax, metric: str, histories: dict[str, pd.DataFrame]) -> None:
+    """Fit the y axis to every model's `metric` values after its first epoch."""
+    later = [
+        h.loc[h["epoch"] > h["epoch"].min(), [metric, f"val_{metric}"]].to_numpy()
+        for h in histories.values()
+    ]
+    later = np.concatenate([v.ravel() for v in later])
+    if np.isfinite(later).any():
+        ax.set_ylim(bottom=0, top=np.nanmax(later) * 1.05)
+
+
+def _line_style_handles(histories: dict[str, pd.DataFrame]) -> list[Line2D]:
+    """Legend entries for what the solid, dashed and (where used) dotted lines mean."""
+    handles = [
+        Line2D([], [], color="grey", label="training"),
+        Line2D([], [], color="grey", linestyle="--", label="validation"),
+    ]
+    if any(_fine_tunes(h) for h in histories.values()):
+        handles.append(Line2D([], [], color="grey", linestyle=":", label="fine-tuning starts"))
+    return handles
 
 
 def predicted_vs_true(predictions: pd.DataFrame) -> Figure:

@@ -127,19 +127,33 @@ def plan(
     """
     settings = load_profile(profile)
     overrides = overrides or {}
-    notebooks = chapters(root)
-    if only:
-        names = {nb.stem: nb for nb in notebooks} | {
-            nb.stem.split("_", 1)[-1]: nb for nb in notebooks
-        }
-        unknown = [name for name in only if name not in names]
-        if unknown:
-            raise AgegenderError(f"Unknown chapter(s) {unknown}; choose from {sorted(names)}.")
-        selected = {names[name] for name in only}
-        notebooks = [nb for nb in notebooks if nb in selected]
+    notebooks = _select_chapters(chapters(root), only)
     declared = {nb: declared_parameters(nb) for nb in notebooks}
-    known = set().union(*declared.values()) if declared else set()
-    for notebook, values in settings["chapters"].items():
+    _check_profile_chapters(profile, settings["chapters"], declared)
+    _check_overrides(overrides, declared)
+    return [
+        _resolve_step(notebook, parameters, settings, overrides)
+        for notebook, parameters in declared.items()
+    ]
+
+
+def _select_chapters(notebooks: list[Path], only: list[str] | None) -> list[Path]:
+    """`notebooks` reduced to those `only` names (by file stem or model name), in their order."""
+    if not only:
+        return notebooks
+    names = {nb.stem: nb for nb in notebooks} | {nb.stem.split("_", 1)[-1]: nb for nb in notebooks}
+    unknown = [name for name in only if name not in names]
+    if unknown:
+        raise AgegenderError(f"Unknown chapter(s) {unknown}; choose from {sorted(names)}.")
+    selected = {names[name] for name in only}
+    return [nb for nb in notebooks if nb in selected]
+
+
+def _check_profile_chapters(
+    profile: str, chapter_values: dict, declared: dict[Path, dict[str, dict]]
+) -> None:
+    """Refuse per-chapter profile values that a chapter to run does not declare."""
+    for notebook, values in chapter_values.items():
         path = next((nb for nb in declared if nb.stem == notebook), None)
         undeclared = sorted(set(values) - set(declared[path])) if path else []
         if undeclared:
@@ -147,24 +161,32 @@ def plan(
                 f"Profile {profile!r} sets {undeclared} for {notebook}, which "
                 "does not declare them."
             )
+
+
+def _check_overrides(overrides: dict, declared: dict[Path, dict[str, dict]]) -> None:
+    """Refuse overrides that no chapter to run declares."""
+    known = set().union(*declared.values()) if declared else set()
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise AgegenderError(
             f"Unknown parameter(s) {unknown}: no chapter to run declares them. "
             f"Known: {sorted(known)}."
         )
-    steps = []
-    for notebook, parameters in declared.items():
-        values = {
-            **settings["parameters"],
-            **settings["chapters"].get(notebook.stem, {}),
-            **overrides,
-        }
-        chosen = {name: values[name] for name in parameters if name in values}
-        for name, value in chosen.items():
-            _check_type(notebook, name, value, parameters[name]["inferred_type_name"])
-        steps.append(Step(notebook, chosen))
-    return steps
+
+
+def _resolve_step(
+    notebook: Path, parameters: dict[str, dict], settings: dict, overrides: dict
+) -> Step:
+    """The chapter's declared parameters that the profile or overrides set, type-checked."""
+    values = {
+        **settings["parameters"],
+        **settings["chapters"].get(notebook.stem, {}),
+        **overrides,
+    }
+    chosen = {name: values[name] for name in parameters if name in values}
+    for name, value in chosen.items():
+        _check_type(notebook, name, value, parameters[name]["inferred_type_name"])
+    return Step(notebook, chosen)
 
 
 def _check_type(notebook: Path, name: str, value, hint: str) -> None:

@@ -54,20 +54,33 @@ def parse_name(name: str) -> Labels:
     fields = [field.strip() for field in name.split(".", 1)[0].split("_")]
     if len(fields) < 2:
         raise InvalidName("too few name fields", name)
-    age, gender, third = fields[0], fields[1], (fields[2] if len(fields) > 2 else "")
-    if not age.isdigit():
+    age = _read_age(fields[0], name)
+    gender = _read_gender(fields[1], name)
+    race = _read_race(fields, name)
+    return Labels(age=age, gender=gender, race=race)
+
+
+def _read_age(field: str, name: str) -> int:
+    if not field.isdigit():
         raise InvalidName("age is not a number", name)
-    if int(age) > MAX_AGE:
+    if int(field) > MAX_AGE:
         raise InvalidName(f"age outside 0-{MAX_AGE}", name)
-    if gender not in ("0", "1"):
+    return int(field)
+
+
+def _read_gender(field: str, name: str) -> int:
+    if field not in ("0", "1"):
         raise InvalidName("gender is not 0 or 1", name)
+    return int(field)
+
+
+def _read_race(fields: list[str], name: str) -> int | None:
+    third = fields[2] if len(fields) > 2 else ""
     if third.isdigit() and len(third) == 1 and int(third) < len(RACES):
-        race = int(third)
-    elif len(fields) == 2 or (len(fields) == 3 and _TIMESTAMP.fullmatch(third)):
-        race = None  # no race field; a third field, when there is one, is the timestamp
-    else:
-        raise InvalidName("race is not 0-4", name)
-    return Labels(age=int(age), gender=int(gender), race=race)
+        return int(third)
+    if len(fields) == 2 or (len(fields) == 3 and _TIMESTAMP.fullmatch(third)):
+        return None  # no race field; a third field, when there is one, is the timestamp
+    raise InvalidName("race is not 0-4", name)
 
 
 def is_documented_name(name: str) -> bool:

@@ -61,52 +61,18 @@ def prepare_images(paths: Paths, source: str | None = None, *, sha256: str | Non
     if source is None:
         if paths.images.is_dir():
             return paths.images
-        source = platforms.default_source()
-        if source is None:
-            raise DataError(_how_to_provide(paths))
+        source = _default_source(paths)
 
     identity = _source_identity(source)
     if paths.images.is_dir() and _read_stamp(paths).get("identity") == identity:
         return paths.images
 
-    if source.startswith(("http://", "https://")):
-        url, _, fragment = source.partition("#")
-        sha256 = sha256 or os.environ.get("UTKFACE_SHA256") or fragment.removeprefix("sha256=")
-        local = download(url, paths.downloads, sha256=sha256 or None)
-    elif source.startswith(KAGGLE_PREFIX):
-        local = _kaggle_download(source.removeprefix(KAGGLE_PREFIX))
-    else:
-        local = Path(source).expanduser()
-        if not local.exists():
-            raise DataError(f"The data source does not exist: {local}\n\n" + _how_to_provide(paths))
-
-    paths.raw.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".staging-", dir=paths.raw) as staging:
-        staging = Path(staging)
-        if local.is_dir():
-            unpacked = local
-        elif local.name.lower().endswith(ARCHIVE_SUFFIXES):
-            unpacked = staging / "unpacked"
-            extract_archive(local, unpacked)
-        else:
-            raise DataError(
-                f"Unsupported data source {local.name!r}: expected a folder or one of "
-                f"{', '.join(ARCHIVE_SUFFIXES)}."
-            )
-        found = _image_folder(unpacked)
-        if found is None:
-            raise DataError(f"No image files ({', '.join(IMAGE_SUFFIXES)}) found in {source}.")
-        left_out = _count_files(unpacked) - _count_files(found)
-        complete = staging / "UTKFace"
-        if found.is_relative_to(staging):
-            found.rename(complete)
-        else:
-            shutil.copytree(found, complete, symlinks=False)
-        _replace_dir(complete, paths.images)
+    local = _fetch_source(source, paths, sha256)
+    folder, left_out = _install_images(local, source, paths)
     stamp = {
         "source": source,
         "identity": identity,
-        "folder": str(found.relative_to(unpacked)),
+        "folder": folder,
         "files": _count_files(paths.images),
         "files_left_outside_folder": left_out,
     }
@@ -117,6 +83,64 @@ def prepare_images(paths: Paths, source: str | None = None, *, sha256: str | Non
             f"{stamp['folder']!r} and were not used"
         )
     return paths.images
+
+
+def _default_source(paths: Paths) -> str:
+    source = platforms.default_source()
+    if source is None:
+        raise DataError(_how_to_provide(paths))
+    return source
+
+
+def _fetch_source(source: str, paths: Paths, sha256: str | None) -> Path:
+    """The source as a local folder or archive, downloaded first when it is a URL or on Kaggle."""
+    if source.startswith(("http://", "https://")):
+        url, _, fragment = source.partition("#")
+        sha256 = sha256 or os.environ.get("UTKFACE_SHA256") or fragment.removeprefix("sha256=")
+        return download(url, paths.downloads, sha256=sha256 or None)
+    if source.startswith(KAGGLE_PREFIX):
+        return _kaggle_download(source.removeprefix(KAGGLE_PREFIX))
+    local = Path(source).expanduser()
+    if not local.exists():
+        raise DataError(f"The data source does not exist: {local}\n\n" + _how_to_provide(paths))
+    return local
+
+
+def _install_images(local: Path, source: str, paths: Paths) -> tuple[str, int]:
+    """Put the image folder found in `local` at `paths.images`, through a staging folder.
+
+    Returns:
+        The image folder's path inside `local`, and the number of files left outside it.
+    """
+    paths.raw.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=paths.raw) as staging:
+        staging = Path(staging)
+        unpacked = _unpack(local, staging)
+        found = _image_folder(unpacked)
+        if found is None:
+            raise DataError(f"No image files ({', '.join(IMAGE_SUFFIXES)}) found in {source}.")
+        left_out = _count_files(unpacked) - _count_files(found)
+        complete = staging / "UTKFace"
+        if found.is_relative_to(staging):
+            found.rename(complete)
+        else:
+            shutil.copytree(found, complete, symlinks=False)
+        _replace_dir(complete, paths.images)
+    return str(found.relative_to(unpacked)), left_out
+
+
+def _unpack(local: Path, staging: Path) -> Path:
+    """`local` itself when it is a folder, else the folder in `staging` it is extracted to."""
+    if local.is_dir():
+        return local
+    if local.name.lower().endswith(ARCHIVE_SUFFIXES):
+        unpacked = staging / "unpacked"
+        extract_archive(local, unpacked)
+        return unpacked
+    raise DataError(
+        f"Unsupported data source {local.name!r}: expected a folder or one of "
+        f"{', '.join(ARCHIVE_SUFFIXES)}."
+    )
 
 
 def extract_archive(archive: Path, dest: Path) -> None:
@@ -183,23 +207,19 @@ def download(url: str, folder: Path, *, sha256: str | None = None) -> Path:
         return final
     folder.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + ".part")
+    _download_part(url, part, name)
+    _check_download(url, part, sha256)
+    os.replace(part, final)
+    return final
+
+
+def _download_part(url: str, part: Path, name: str) -> None:
+    """Fetch `url` into `part`, continuing after the bytes a previous attempt left in it."""
     done = part.stat().st_size if part.is_file() else 0
     request = Request(url, headers={"Range": f"bytes={done}-"} if done else {})
     try:
         with urlopen(request, timeout=60) as response:
-            if done and response.status != 206:
-                done = 0  # the server ignored the range: start again
-            length = response.headers.get("Content-Length")
-            total = int(length) + done if length is not None else None
-            with (
-                open(part, "ab" if done else "wb") as out,
-                tqdm(
-                    total=total, initial=done, unit="B", unit_scale=True, desc=f"download {name}"
-                ) as bar,
-            ):
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    bar.update(len(chunk))
+            total = _write_response(response, part, done, name)
         if total is not None and part.stat().st_size < total:
             raise ConnectionError(
                 f"the connection closed after {part.stat().st_size} of {total} bytes"
@@ -214,14 +234,39 @@ def download(url: str, folder: Path, *, sha256: str | None = None) -> Path:
             f"Cannot download {url}: {error}. The partial file {part} is kept; run "
             "again to resume, or download the archive yourself and pass its path."
         ) from error
+
+
+def _write_response(
+    response: http.client.HTTPResponse, part: Path, done: int, name: str
+) -> int | None:
+    """Write the response body into `part`, after its first `done` bytes when the server honoured
+    the range, with a progress bar.
+
+    Returns:
+        The complete file's expected size, when the server tells it.
+    """
+    if done and response.status != 206:
+        done = 0  # the server ignored the range: start again
+    length = response.headers.get("Content-Length")
+    total = int(length) + done if length is not None else None
+    with (
+        open(part, "ab" if done else "wb") as out,
+        tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=f"download {name}") as bar,
+    ):
+        while chunk := response.read(CHUNK):
+            out.write(chunk)
+            bar.update(len(chunk))
+    return total
+
+
+def _check_download(url: str, part: Path, sha256: str | None) -> None:
+    """Delete `part` and refuse it when its sha256 is not the expected one."""
     if sha256 and (actual := file_sha256(part)) != sha256.lower():
         part.unlink()
         raise DataError(
             f"Checksum mismatch for {url}: expected sha256 {sha256}, got {actual}. "
             "The download was deleted."
         )
-    os.replace(part, final)
-    return final
 
 
 def _how_to_provide(paths: Paths) -> str:
