@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 import pytest
+from support import BAD_CONTENTS, BAD_NAMES
 
 from agegender.cli import main
 from agegender.data.dataset import COUNTS
-from tests.conftest import BAD_CONTENTS, BAD_NAMES
 
 
 def report_json(capsys) -> dict:

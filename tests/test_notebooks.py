@@ -13,11 +13,11 @@ from pathlib import Path
 
 import papermill
 import pytest
+from support import REAL_SOURCE, make_utkface
 
 from agegender import launch, runner
 from agegender.config import Paths
 from agegender.data.dataset import prepare
-from tests.conftest import REAL_SOURCE, make_utkface
 
 REPO = Path(__file__).resolve().parents[1]
 ignore_logs = shutil.ignore_patterns("*.log")

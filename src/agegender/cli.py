@@ -182,12 +182,12 @@ def _format_report(counts: dict) -> str:
     from agegender.data.dataset import COUNTS
 
     lines = ["UTKFace data report", ""]
-    for key in COUNTS:
-        lines.append(f"  {key.replace('_', ' '):<32}{counts[key]:>8}")
-    lines.append(f"  {'rejected':<32}{sum(counts['rejected'].values()):>8}")
-    lines += [f"    {reason:<30}{n:>8}" for reason, n in counts["rejected"].items()]
+    for key, words in COUNTS.items():
+        lines.append(f"  {words:<44}{counts[key]:>8}")
+    lines.append(f"  {'rejected':<44}{sum(counts['rejected'].values()):>8}")
+    lines += [f"    {reason:<42}{n:>8}" for reason, n in counts["rejected"].items()]
     lines.append("  split")
-    lines += [f"    {name:<30}{n:>8}" for name, n in counts["splits"].items()]
+    lines += [f"    {name:<42}{n:>8}" for name, n in counts["splits"].items()]
     lines += [
         "",
         f"  policy          {counts['policy']}",

@@ -72,3 +72,16 @@ class Paths:
     @property
     def results(self) -> Path:
         return self.root / "results"
+
+    def run_results(self, profile: str, run: str) -> Path:
+        """A run's results folder, ``results/<profile>/<run>/`` (`agegender.results.store`)."""
+        return self.results / profile / run
+
+    def run_work(self, profile: str, run: str) -> Path:
+        """A run's folder for models and training state (never committed)."""
+        return self.data / "work" / profile / run
+
+    @property
+    def features(self) -> Path:
+        """Cached features of frozen extractors, shared by the runs that use the same ones."""
+        return self.cache / "features"

@@ -22,12 +22,17 @@ def write_json_atomic(path: Path, payload: object) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (``"sha256"``, or ``"md5"`` for Keras' weights files)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return file_digest(path, "sha256")
 
 
 def list_files(folder: Path) -> list[tuple[str, int, int]]:
@@ -45,3 +50,15 @@ def list_files(folder: Path) -> list[tuple[str, int, int]]:
                     stat = entry.stat(follow_symlinks=False)
                     found.append((relative, stat.st_size, stat.st_mtime_ns))
     return sorted(found)
+
+
+def rows_sha256(rows) -> str:
+    """A sha256 naming which rows of the split a run used (as 64-bit integers, in order)."""
+    import numpy as np
+
+    return hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()
+
+
+def json_sha256(payload) -> str:
+    """A sha256 of a JSON-ready payload, independent of key order (fingerprints of runs)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

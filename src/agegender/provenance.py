@@ -14,6 +14,7 @@ from pathlib import Path
 
 from agegender import platforms
 from agegender.config import project_root
+from agegender.models.specs import MODELS
 
 # What `agegender run` rewrites as it goes: not a change to the code that made the numbers.
 RUN_OUTPUTS = (":(exclude)book/*.ipynb", ":(exclude)results")
@@ -193,9 +194,29 @@ def _short_commit(commit: str | None, dirty: bool | None) -> str:
     return f"`{commit[:12]}`" + (" (with uncommitted changes)" if dirty else "")
 
 
+def weights_words(run: str, weights: dict | str) -> tuple[str, str]:
+    """What a run started from, as a table cell and as a caption's phrase.
+
+    Args:
+        run: the run's name (a model of `agegender.models.specs`, or a peer).
+        weights: its provenance's ``weights`` (a peer records a sentence).
+    """
+    if isinstance(weights, str):
+        return "off the shelf", weights
+    model = MODELS.get(run)
+    transfer = bool(model and model.transfer)
+    if weights["kind"] == "none" and not transfer:
+        return "from scratch", "trained from scratch"
+    label = weights_label(weights)
+    if weights["kind"] == "none":
+        return "random init (not transfer)", f"{label} (not transfer learning)"
+    return label, label
+
+
 def weights_notice(model: str, weights: dict) -> str:
     """A MyST warning for a transfer model that did not start from ImageNet; else nothing."""
-    if model == "custom_cnn" or weights["kind"] == "imagenet":
+    spec = MODELS.get(model)
+    if spec is None or not spec.transfer or weights["kind"] == "imagenet":
         return ""
     used = "random initialisation" if weights["kind"] == "none" else f"`{weights['path']}`"
     return (

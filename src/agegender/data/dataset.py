@@ -17,19 +17,25 @@ from agegender.errors import DataError
 from agegender.files import file_sha256, write_json_atomic
 
 # The plain counts of `report`, in the order the readable report shows them.
-COUNTS = (
-    "files",
-    "accepted",
-    "unique_images",
-    "duplicate_groups",
-    "duplicate_files",
-    "conflicting_groups",
-    "conflicting_files",
-    "race_unknown",
-    "used",
-    "cross_split_duplicate_groups",
-    "new_files_not_in_split",
-)
+# The data report's counts (`report`), by key, with the words the CLI and the data chapter use.
+COUNTS = {
+    "files": "files seen",
+    "accepted": "accepted",
+    "unique_images": "unique images (by content)",
+    "duplicate_groups": "duplicate groups (identical files)",
+    "duplicate_files": "duplicate files (copies beyond the first)",
+    "conflicting_groups": "conflicting groups (labels disagree)",
+    "conflicting_files": "conflicting files (in those groups)",
+    "race_unknown": "race unknown",
+    "used": "used in the split",
+    "cross_split_duplicate_groups": "duplicate groups across splits",
+    "new_files_not_in_split": "new files not in the split",
+}
+
+
+def counts_table(counts: dict, keys, *, column: str = "files") -> pd.DataFrame:
+    """Some of the report's counts as a one-column table, each row named by its words."""
+    return pd.DataFrame({column: [counts[key] for key in keys]}, index=[COUNTS[k] for k in keys])
 
 
 @dataclass

@@ -1,24 +1,18 @@
-"""Read what runs wrote to ``results/<profile>/<model>/`` (the comparison never retrains).
+"""The book's tables, from runs read by `agegender.results.store` (the comparison never retrains).
 
-The off-the-shelf peers (`agegender.peer`) write the same files but ``history.csv`` (they are not
-trained); `load_peers` reads them, and the tables take them beside the models.
+Each takes runs by name (models and off-the-shelf peers alike, where it makes sense) and returns
+a `pandas.DataFrame` or a sentence. Keras-free.
 """
 
 from __future__ import annotations
-
-import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
 from agegender.errors import AgegenderError
 from agegender.evaluation import METRICS
-from agegender.models import MODEL_NAMES
-from agegender.peer import MODES, result_name
-from agegender.provenance import weights_label
+from agegender.provenance import weights_words
+from agegender.results.store import RunResults
 
-FILES = ("history.csv", "metrics.json", "predictions.csv", "provenance.json")
 METRIC_LABELS = {
     "age_mae": "age MAE (years)",
     "age_rmse": "age RMSE (years)",
@@ -38,62 +32,7 @@ DIGITS = {
 }
 
 
-@dataclass(frozen=True)
-class ModelResults:
-    """One model's run: its four result files, read (``history`` is None for a peer)."""
-
-    name: str
-    history: pd.DataFrame | None
-    metrics: dict
-    predictions: pd.DataFrame
-    provenance: dict
-
-    @property
-    def random_init(self) -> bool:
-        """True when a transfer model ran without pretrained weights."""
-        weights = self.provenance["weights"]
-        return self.name != "custom_cnn" and isinstance(weights, dict) and weights["kind"] == "none"
-
-    @property
-    def peer(self) -> bool:
-        """True for an off-the-shelf peer (`agegender.peer`): tested, never trained here."""
-        return "peer" in self.provenance
-
-
-def load(folder: Path, *, history: bool = True) -> ModelResults:
-    """Read one results folder; a peer's (``history=False``) has no ``history.csv``."""
-    needed = FILES if history else tuple(name for name in FILES if name != "history.csv")
-    missing = [name for name in needed if not (folder / name).is_file()]
-    if missing:
-        raise AgegenderError(f"{folder} lacks {missing}: run its chapter first.")
-    return ModelResults(
-        name=folder.name,
-        history=pd.read_csv(folder / "history.csv") if history else None,
-        metrics=json.loads((folder / "metrics.json").read_text()),
-        predictions=pd.read_csv(folder / "predictions.csv"),
-        provenance=json.loads((folder / "provenance.json").read_text()),
-    )
-
-
-def load_profile(results: Path, profile: str) -> dict[str, ModelResults]:
-    """Every model's results of one profile, in the book's model order (absent ones left out)."""
-    folder = results / profile
-    found = {name: load(folder / name) for name in MODEL_NAMES if (folder / name).is_dir()}
-    if not found:
-        raise AgegenderError(f"No results in {folder}: run `agegender run {profile}` first.")
-    return found
-
-
-def load_peers(results: Path, profile: str) -> dict[str, ModelResults]:
-    """The off-the-shelf peers' results of one profile, in `agegender.peer.MODES` order.
-
-    Peers are optional: absent ones are left out, and none at all gives an empty dict.
-    """
-    folders = [results / profile / result_name(mode) for mode in MODES]
-    return {folder.name: load(folder, history=False) for folder in folders if folder.is_dir()}
-
-
-def metrics_table(run: ModelResults) -> pd.DataFrame:
+def metrics_table(run: RunResults) -> pd.DataFrame:
     """Every test metric of one run with its 95% bootstrap interval, one row per metric."""
     intervals, overall = run.metrics["confidence_intervals"], run.metrics["overall"]
     rows = {}
@@ -106,7 +45,7 @@ def metrics_table(run: ModelResults) -> pd.DataFrame:
     return pd.DataFrame(rows).T.rename_axis(f"{run.name}, {overall['n']:,} test images")
 
 
-def check_same_test_images(runs: dict[str, ModelResults]) -> None:
+def check_same_test_images(runs: dict[str, RunResults]) -> None:
     """Refuse to compare runs that were tested on different images.
 
     Raises:
@@ -131,7 +70,7 @@ HEADLINE = {
 }
 
 
-def headline_table(runs: dict[str, ModelResults]) -> pd.DataFrame:
+def headline_table(runs: dict[str, RunResults]) -> pd.DataFrame:
     """The test metrics a reader compares first, one row per run: ``value [low, high]``.
 
     Age MAE (years) and gender accuracy carry their 95% bootstrap intervals; CS@5 (share of ages
@@ -151,7 +90,7 @@ def headline_table(runs: dict[str, ModelResults]) -> pd.DataFrame:
     return pd.DataFrame(rows).T.rename_axis("model")
 
 
-def group_table(runs: dict[str, ModelResults], grouping: str, metric: str) -> pd.DataFrame:
+def group_table(runs: dict[str, RunResults], grouping: str, metric: str) -> pd.DataFrame:
     """One metric per run (rows) and group (columns: ``age_band``, ``race`` or ``gender``).
 
     Each column names its group and how many test images it holds, e.g. ``0-12 (n=502)``.
@@ -167,7 +106,7 @@ def group_table(runs: dict[str, ModelResults], grouping: str, metric: str) -> pd
     return table.rename_axis(grouping.replace("_", " "), axis="columns").rename_axis("model")
 
 
-def cost_table(runs: dict[str, ModelResults]) -> pd.DataFrame:
+def cost_table(runs: dict[str, RunResults]) -> pd.DataFrame:
     """How each model was trained and what it cost: images, size, epochs, time, device.
 
     The training time adds up every epoch of every invocation of the run (a resumed run counts
@@ -202,7 +141,7 @@ def training_seconds(record: dict) -> float:
     return record["training_time_s"] + (record.get("feature_extraction_s") or 0.0)
 
 
-def peer_table(peers: dict[str, ModelResults]) -> pd.DataFrame:
+def peer_table(peers: dict[str, RunResults]) -> pd.DataFrame:
     """How each off-the-shelf peer ran: its face box, faces its detector found, and its speed."""
     rows = {}
     for name, run in peers.items():
@@ -219,7 +158,7 @@ def peer_table(peers: dict[str, ModelResults]) -> pd.DataFrame:
 FACE_BOXES = {"detector": "its own detector", "whole_image": "the whole image"}
 
 
-def protocol(runs: dict[str, ModelResults]) -> str:
+def protocol(runs: dict[str, RunResults]) -> str:
     """One sentence of how the numbers were made: training images, size, epochs, test images."""
     trained = {name: run.provenance for name, run in runs.items() if not run.peer}
     setups = {
@@ -248,24 +187,12 @@ def _with_interval(ci: dict, digits: int) -> str:
     return f"{ci['value']:.{digits}f} [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
 
 
-def weights_caption(runs: dict[str, ModelResults]) -> str:
-    """One sentence naming each model's starting weights, flagging non-transfer runs."""
-    return (
-        "Starting weights: " + "; ".join(f"{n}: {_weights_text(r)}" for n, r in runs.items()) + "."
-    )
+def weights_caption(runs: dict[str, RunResults]) -> str:
+    """One sentence naming each run's starting weights, flagging non-transfer runs."""
+    entries = [f"{n}: {weights_words(n, r.provenance['weights'])[1]}" for n, r in runs.items()]
+    return "Starting weights: " + "; ".join(entries) + "."
 
 
-def weights_tag(run: ModelResults) -> str:
+def weights_tag(run: RunResults) -> str:
     """A table-cell version of `weights_caption`'s entry for one run."""
-    if run.peer:
-        return "off the shelf"
-    if run.name == "custom_cnn" and run.provenance["weights"]["kind"] == "none":
-        return "from scratch"
-    return "random init (not transfer)" if run.random_init else _weights_text(run)
-
-
-def _weights_text(run: ModelResults) -> str:
-    if run.name == "custom_cnn" and run.provenance["weights"]["kind"] == "none":
-        return "trained from scratch"
-    label = weights_label(run.provenance["weights"])
-    return f"{label} (not transfer learning)" if run.random_init else label
+    return weights_words(run.name, run.provenance["weights"])[0]

@@ -82,7 +82,7 @@ def test_bad_cache_arguments_are_refused(split, tmp_path, size, color):
 
 
 def test_load_image_shrinks_and_converts(tmp_path):
-    from tests.conftest import write_jpeg
+    from support import write_jpeg
 
     write_jpeg(tmp_path / "a.jpg", seed=1, size=200)
     assert load_image(tmp_path / "a.jpg", 64).shape == (64, 64, 3)

@@ -5,14 +5,24 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
+from dataclasses import replace
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-from agegender import evaluation, models, training
+from agegender import evaluation
 from agegender.data.loader import FaceBatches
+from agegender.models.builders import build
+from agegender.models.finetune import base_of
+from agegender.models.heads import DEX_BINS, assemble, heads
+from agegender.models.layers import Augmentation
+from agegender.models.specs import MODELS
+from agegender.training.config import TrainingConfig
+from agegender.training.experiment import run_experiment
+from agegender.training.fit import compile_model, predict
+from agegender.training.runtime import default_jit_compile
 
 SIZE = 16
 TINY_CNN = {"width": 8, "depth": 2, "units": 16, "dropout": 0.0}
@@ -57,7 +67,7 @@ def config(**changes):
         "reduce_lr_patience": 20,
         **changes,
     }
-    return training.TrainingConfig(**values)
+    return TrainingConfig(**values)
 
 
 class Interrupt(Exception):
@@ -87,7 +97,7 @@ class EpochsSeen(keras.callbacks.Callback):
 
 def test_tiny_cnn_learns_age_from_brightness_and_writes_results(tmp_path):
     train, val, test = loaders(n_train=96)
-    experiment = training.run_experiment(
+    experiment = run_experiment(
         "custom_cnn",
         train,
         val,
@@ -142,7 +152,7 @@ def test_tiny_cnn_learns_age_from_brightness_and_writes_results(tmp_path):
     assert "git_commit" in provenance and provenance["wall_time_s"] > 0
     assert provenance["parameters"]["model_options"]["width"] == 8
     # the custom CNN compiles with XLA (measured faster on a CPU too), and says so
-    expected_xla = training.default_jit_compile(
+    expected_xla = default_jit_compile(
         keras.backend.backend(), "custom_cnn", gpu=False, image_size=train.images.shape[1]
     )
     assert provenance["parameters"]["jit_compile"] == expected_xla
@@ -159,7 +169,7 @@ def test_interrupted_run_resumes_without_gaps_or_repeats(tmp_path):
         "model_options": TINY_CNN,
     }
     with pytest.raises(Interrupt):
-        training.run_experiment(
+        run_experiment(
             "custom_cnn", train, val, test, **arguments, callbacks=[InterruptAfter(epoch=2)]
         )
     state = json.loads((tmp_path / "work" / "state" / "train" / "state.json").read_text())
@@ -171,9 +181,7 @@ def test_interrupted_run_resumes_without_gaps_or_repeats(tmp_path):
 
     seen = EpochsSeen()
     train, val, test = loaders()  # a new process has new loaders
-    experiment = training.run_experiment(
-        "custom_cnn", train, val, test, **arguments, callbacks=[seen]
-    )
+    experiment = run_experiment("custom_cnn", train, val, test, **arguments, callbacks=[seen])
     assert seen.epochs == [3, 4]
     history = pd.read_csv(tmp_path / "results" / "history.csv")
     assert history["epoch"].tolist() == [0, 1, 2, 3, 4]
@@ -187,7 +195,7 @@ def test_interrupted_run_resumes_without_gaps_or_repeats(tmp_path):
     assert not list((tmp_path / "work" / "state" / "train").glob("*.weights.h5"))
 
     # started again once finished, it trains no more and evaluates the same best model
-    again = training.run_experiment("custom_cnn", *loaders(), **arguments, callbacks=[seen])
+    again = run_experiment("custom_cnn", *loaders(), **arguments, callbacks=[seen])
     assert seen.epochs == [3, 4]
     pd.testing.assert_frame_equal(again.history, experiment.history)
     assert again.metrics["overall"] == experiment.metrics["overall"]
@@ -200,7 +208,7 @@ def test_changed_parameters_start_over(tmp_path):
         "model_options": TINY_CNN,
     }
     with pytest.raises(Interrupt):
-        training.run_experiment(
+        run_experiment(
             "custom_cnn",
             *loaders(n_train=16),
             config=config(epochs=2),
@@ -208,7 +216,7 @@ def test_changed_parameters_start_over(tmp_path):
             callbacks=[InterruptAfter(epoch=0)],
         )
     seen = EpochsSeen()
-    training.run_experiment(
+    run_experiment(
         "custom_cnn",
         *loaders(n_train=16),
         config=config(epochs=2, seed=1),
@@ -220,7 +228,7 @@ def test_changed_parameters_start_over(tmp_path):
 
 def test_early_stopping_restores_the_best_epoch(tmp_path):
     train, val, test = loaders()
-    experiment = training.run_experiment(
+    experiment = run_experiment(
         "custom_cnn",
         train,
         val,
@@ -236,7 +244,7 @@ def test_early_stopping_restores_the_best_epoch(tmp_path):
     assert len(history) < 30  # a learning rate this high stops improving quickly
     best = history["val_loss"].idxmin()
     assert experiment.metrics["best_epoch"] == best
-    predicted = training.predict(experiment.model, val)
+    predicted = predict(experiment.model, val)
     # the returned model is the best epoch's: its validation age MAE is that epoch's
     assert evaluation.mae(predicted["age_true"], predicted["age_pred"]) == pytest.approx(
         history.loc[best, "val_age_mae"], rel=1e-3
@@ -254,19 +262,24 @@ def fake_resnet50_finetune(*, image_size, channels=3, weights=None, seed=None, *
     base.trainable = False
     images = keras.Input((image_size, image_size, channels), name="image")
     extractor = keras.Model(images, base(images, training=False), name="extractor")
-    heads = models.heads(extractor.output.shape[1:], units=8)
-    return models.assemble(extractor, heads, name="resnet50_finetune")
+    head_model = heads(extractor.output.shape[1:], units=8)
+    return assemble(extractor, head_model, name="resnet50_finetune")
+
+
+def use_fake_resnet50(monkeypatch):
+    real = MODELS["resnet50_finetune"]
+    monkeypatch.setitem(MODELS, real.name, replace(real, builder=fake_resnet50_finetune))
 
 
 def test_two_stages_unfreeze_and_continue_the_history(tmp_path, monkeypatch):
-    monkeypatch.setitem(models.BUILDERS, "resnet50_finetune", fake_resnet50_finetune)
+    use_fake_resnet50(monkeypatch)
     trainable_counts = []
 
     class CountTrainable(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             trainable_counts.append(len(self.model.trainable_weights))
 
-    experiment = training.run_experiment(
+    experiment = run_experiment(
         "resnet50_finetune",
         *loaders(),
         results_dir=tmp_path / "r",
@@ -281,9 +294,12 @@ def test_two_stages_unfreeze_and_continue_the_history(tmp_path, monkeypatch):
     assert history["epoch"].tolist() == [0, 1, 2, 3]
     assert history["stage"].tolist() == ["train", "train", "fine_tune", "fine_tune"]
     assert history["learning_rate"].tolist() == pytest.approx([3e-3, 3e-3, 1e-4, 1e-4])
-    heads = 2 * 2 + 2 * 2  # two dense layers per branch, kernel and bias each
-    assert trainable_counts == [heads, heads + 2 * 2]  # + conv5_block1/2 kernels and biases
-    base = models.base_of(experiment.model)
+    head_weights = 2 * 2 + 2 * 2  # two dense layers per branch, kernel and bias each
+    assert trainable_counts == [
+        head_weights,
+        head_weights + 2 * 2,
+    ]  # + conv5_block1/2 kernels and biases
+    base = base_of(experiment.model)
     assert not any(
         layer.trainable
         for layer in base.layers
@@ -292,7 +308,7 @@ def test_two_stages_unfreeze_and_continue_the_history(tmp_path, monkeypatch):
 
 
 def test_interrupted_fine_tuning_resumes_in_its_stage(tmp_path, monkeypatch):
-    monkeypatch.setitem(models.BUILDERS, "resnet50_finetune", fake_resnet50_finetune)
+    use_fake_resnet50(monkeypatch)
     arguments = {
         "results_dir": tmp_path / "r",
         "work_dir": tmp_path / "w",
@@ -300,13 +316,11 @@ def test_interrupted_fine_tuning_resumes_in_its_stage(tmp_path, monkeypatch):
         "model_options": {"weights": None},
     }
     with pytest.raises(Interrupt):
-        training.run_experiment(
+        run_experiment(
             "resnet50_finetune", *loaders(), **arguments, callbacks=[InterruptAfter(epoch=3)]
         )
     seen = EpochsSeen()
-    experiment = training.run_experiment(
-        "resnet50_finetune", *loaders(), **arguments, callbacks=[seen]
-    )
+    experiment = run_experiment("resnet50_finetune", *loaders(), **arguments, callbacks=[seen])
     assert seen.epochs == [4]
     assert experiment.history["epoch"].tolist() == [0, 1, 2, 3, 4]
     assert experiment.history["stage"].tolist() == ["train"] * 2 + ["fine_tune"] * 3
@@ -321,27 +335,27 @@ def test_vgg16_heads_train_on_features_computed_once(tmp_path):
         "config": config(epochs=2),
         "model_options": {"weights": None, "units": 8, "pooling": "avg"},
     }
-    experiment = training.run_experiment(
+    experiment = run_experiment(
         "vgg16_features", train, val, test, work_dir=tmp_path / "w1", **arguments
     )
     cached = {path: path.stat().st_mtime_ns for path in cache.glob("*.npy")}
     assert len(cached) == 3  # train, val, test
-    training.run_experiment(
+    run_experiment(
         "vgg16_features", *loaders(16, 8, 8, 32, 8), work_dir=tmp_path / "w2", **arguments
     )
     assert {path: path.stat().st_mtime_ns for path in cache.glob("*.npy")} == cached
     # the saved end-to-end model predicts from images what the heads predicted from features
     end_to_end = keras.saving.load_model(experiment.model_path)
     assert experiment.model_path.name == "model.keras"
-    assert models.base_of(end_to_end).name == "vgg16"
-    predicted = training.predict(end_to_end, test)
+    assert base_of(end_to_end).name == "vgg16"
+    predicted = predict(end_to_end, test)
     np.testing.assert_allclose(
         predicted["age_pred"], experiment.predictions["age_pred"], rtol=1e-4, atol=1e-3
     )
 
 
 def test_mixed_precision_dex_run_keeps_float32_outputs_and_restores_the_policy(tmp_path):
-    experiment = training.run_experiment(
+    experiment = run_experiment(
         "custom_cnn",
         *loaders(n_train=16, n_val=8, n_test=8),
         results_dir=tmp_path / "r",
@@ -353,13 +367,13 @@ def test_mixed_precision_dex_run_keeps_float32_outputs_and_restores_the_policy(t
     assert keras.config.dtype_policy().name == "float32"
     outputs = experiment.model.predict(np.zeros((2, SIZE, SIZE, 3), "float32"), verbose=0)
     assert outputs["age"].dtype == np.float32 and outputs["gender"].dtype == np.float32
-    assert experiment.model.get_layer("heads").get_layer("age_bins").units == models.DEX_BINS
+    assert experiment.model.get_layer("heads").get_layer("age_bins").units == DEX_BINS
     assert np.isfinite(experiment.history[["loss", "val_age_mae"]]).all().all()
 
 
 def test_xla_is_on_where_it_was_measured_faster():
     def xla(backend, model, size, gpu=False):
-        return training.default_jit_compile(backend, model, gpu=gpu, image_size=size)
+        return default_jit_compile(backend, model, gpu=gpu, image_size=size)
 
     assert [xla("tensorflow", "resnet50_finetune", size) for size in (64, 128, 224)] == [
         False,
@@ -369,12 +383,11 @@ def test_xla_is_on_where_it_was_measured_faster():
     assert xla("tensorflow", "custom_cnn", 64) and not xla("tensorflow", "vgg16_features", 128)
     assert xla("tensorflow", "resnet50_finetune", 64, gpu=True) and xla("jax", "vgg16_features", 32)
     assert xla("torch", "custom_cnn", 64) == "auto"
-    assert set(training.CPU_XLA_FROM_SIZE) == set(models.MODEL_NAMES)
 
 
 def test_compile_model_names_the_metrics():
-    model = models.build("custom_cnn", image_size=SIZE, **TINY_CNN)
-    training.compile_model(model, learning_rate=1e-3, age_loss="mse", age_loss_weight=0.1)
+    model = build("custom_cnn", image_size=SIZE, **TINY_CNN)
+    compile_model(model, learning_rate=1e-3, age_loss="mse", age_loss_weight=0.1)
     train, _, _ = loaders(n_train=16)
     logs = model.fit(train, epochs=1, verbose=0).history
     assert {"loss", "age_loss", "gender_loss", "age_mae", "gender_accuracy", "gender_auc"} <= set(
@@ -394,13 +407,13 @@ def test_compile_model_names_the_metrics():
 )
 def test_config_is_checked(changes, message):
     with pytest.raises(ValueError, match=message):
-        training.TrainingConfig(**changes)
+        TrainingConfig(**changes)
 
 
 def test_run_arguments_are_checked(tmp_path):
     train, val, test = loaders(n_train=16)
     with pytest.raises(ValueError, match="fine-tuning stage"):
-        training.run_experiment(
+        run_experiment(
             "custom_cnn",
             train,
             val,
@@ -410,17 +423,17 @@ def test_run_arguments_are_checked(tmp_path):
             config=config(fine_tune_epochs=1),
         )
     with pytest.raises(ValueError, match="without augmentation"):
-        training.run_experiment(
+        run_experiment(
             "vgg16_features",
             train,
             val,
             test,
             results_dir=tmp_path,
             work_dir=tmp_path,
-            model_options={"weights": None, "augmentation": models.Augmentation()},
+            model_options={"weights": None, "augmentation": Augmentation()},
         )
     with pytest.raises(ValueError, match="Received: channels=1"):
-        training.run_experiment(
+        run_experiment(
             "custom_cnn",
             train,
             val,
@@ -430,6 +443,4 @@ def test_run_arguments_are_checked(tmp_path):
             model_options={"channels": 1},
         )
     with pytest.raises(ValueError, match="must not shuffle"):
-        training.run_experiment(
-            "custom_cnn", train, train, test, results_dir=tmp_path, work_dir=tmp_path
-        )
+        run_experiment("custom_cnn", train, train, test, results_dir=tmp_path, work_dir=tmp_path)

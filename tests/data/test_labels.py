@@ -1,7 +1,7 @@
 import pytest
+from support import BAD_NAMES, ODD_BUT_ACCEPTED
 
 from agegender.data.labels import InvalidName, Labels, age_band, is_documented_name, parse_name
-from tests.conftest import BAD_NAMES, ODD_BUT_ACCEPTED
 
 
 @pytest.mark.parametrize(

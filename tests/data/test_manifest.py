@@ -2,9 +2,9 @@ import os
 
 import pandas as pd
 import pytest
+from support import BAD_CONTENTS, BAD_NAMES, ODD_BUT_ACCEPTED
 
 from agegender.data.manifest import COLUMNS, apply_duplicate_policy, dataset_fingerprint, scan
-from tests.conftest import BAD_CONTENTS, BAD_NAMES, ODD_BUT_ACCEPTED
 
 
 def test_every_file_is_accepted_or_rejected_with_its_reason(utkface_folder):

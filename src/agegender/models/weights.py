@@ -1,0 +1,155 @@
+"""Starting weights: ImageNet files (found offline or fetched with their md5), local files, none."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from agegender.errors import AgegenderError
+from agegender.files import file_digest
+
+
+@dataclass(frozen=True)
+class ImagenetFile:
+    """A keras.applications ImageNet weights file ("notop": without the classifier)."""
+
+    base: str
+    file: str
+    md5: str
+    url: str
+
+
+IMAGENET_FILES = {
+    "vgg16": ImagenetFile(
+        "vgg16",
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "6d6bbae143d832006294945121d1f1fc",
+        "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "resnet50": ImagenetFile(
+        "resnet50",
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "4d473c1dd8becc155b73f8504c6f6626",
+        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+}
+DOWNLOAD_TIMEOUT_S = 30  # per network operation, so an unreachable host fails instead of hanging
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Which initial weights a model got, for the provenance card.
+
+    Attributes:
+        kind: ``"none"`` (random initialisation), ``"imagenet"``, ``"file"`` (a weights file for
+            the base, or for the whole custom CNN) or ``"checkpoint"`` (a saved ``.keras`` model).
+        path: the file that was loaded, when there is one.
+        md5: its md5 (the checksum keras.applications publishes for the ImageNet files).
+    """
+
+    kind: str
+    path: str | None = None
+    md5: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def keras_home() -> Path:
+    """Keras' folder (``$KERAS_HOME``, else ``~/.keras``), read now rather than at import."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
+
+
+def resolve_weights(weights, *, base: str | None = None, download: bool = True) -> WeightsInfo:
+    """Find the file behind a ``weights`` argument, fetching ImageNet weights when needed.
+
+    ImageNet weights are the keras.applications files: they are looked for in
+    ``$KERAS_HOME/models/`` first (checked against their md5) and downloaded there only when
+    missing and `download` is true.
+
+    Args:
+        weights: ``None``, ``"imagenet"``, a path to a weights file (``.h5``/``.weights.h5``) or to
+            a saved model (``.keras``), or an already resolved `WeightsInfo` (returned as is).
+        base: the ImageNet base (``"vgg16"`` or ``"resnet50"``), or None for a model without one.
+        download: allow downloading a missing ImageNet file.
+
+    Returns:
+        The `WeightsInfo` to build with and to record.
+
+    Raises:
+        AgegenderError: a missing file, or ImageNet weights that are neither in
+            ``$KERAS_HOME/models/`` nor downloadable; the message says which file to put where.
+    """
+    if base is not None and base not in IMAGENET_FILES:
+        raise ValueError(
+            f"base must be one of {tuple(IMAGENET_FILES)} or None. Received: base={base!r}"
+        )
+    if weights is None or isinstance(weights, WeightsInfo):
+        return weights or WeightsInfo("none")
+    if weights == "imagenet":
+        if base is None:
+            raise ValueError(
+                "This model has no ImageNet weights; use None or a weights file. "
+                "Received: weights='imagenet'"
+            )
+        return _imagenet_weights(IMAGENET_FILES[base], download=download)
+    return _weights_file(weights)
+
+
+def _weights_file(weights) -> WeightsInfo:
+    if not isinstance(weights, str | os.PathLike):
+        raise ValueError(
+            f"weights must be None, 'imagenet' or a path. Received: weights={weights!r}"
+        )
+    path = Path(weights)
+    if not path.name.endswith((".h5", ".keras")):
+        raise ValueError(
+            "A weights file must end in .h5, .weights.h5 or .keras. "
+            f"Received: weights={str(weights)!r}"
+        )
+    if not path.is_file():
+        raise AgegenderError(f"Weights file not found: {path}")
+    kind = "checkpoint" if path.suffix == ".keras" else "file"
+    return WeightsInfo(kind, str(path.resolve()), file_digest(path, "md5"))
+
+
+def _imagenet_weights(spec: ImagenetFile, *, download: bool) -> WeightsInfo:
+    folder = keras_home() / "models"
+    path = folder / spec.file
+    how_to = (
+        f"Download {spec.file} (md5 {spec.md5}) from {spec.url} and place it at {path} "
+        f"(set $KERAS_HOME to use another folder than {keras_home()}), "
+        "or use weights=None (random initialisation) or a local weights file."
+    )
+    if path.is_file():
+        if file_digest(path, "md5") != spec.md5:
+            raise AgegenderError(
+                f"{path} is damaged or not the expected file: its md5 is not {spec.md5}. {how_to}"
+            )
+        return WeightsInfo("imagenet", str(path), spec.md5)
+    if not download:
+        raise AgegenderError(f"ImageNet weights for {spec.base} are not on this machine. {how_to}")
+    import keras
+
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        fetched = keras.utils.get_file(
+            spec.file,
+            spec.url,
+            file_hash=spec.md5,
+            cache_subdir="models",
+            cache_dir=str(keras_home()),
+        )
+    except Exception as error:  # any network or checksum failure: explain what to do instead
+        raise AgegenderError(
+            f"ImageNet weights for {spec.base} could not be downloaded "
+            f"({type(error).__name__}: {error}). {how_to}"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+    return WeightsInfo("imagenet", str(fetched), spec.md5)

@@ -1,0 +1,125 @@
+"""The results folder, ``results/<profile>/<run>/``: its layout, how it is written, how it is read.
+
+One folder per run (a model of `agegender.models.specs`, or an off-the-shelf peer)::
+
+    history.csv       one row per epoch, no gaps, no repeats (models only: peers are not trained)
+    metrics.json      test metrics with bootstrap intervals, per group (`evaluation.summarize`)
+    predictions.csv   one row per test image
+    provenance.json   data, parameters, weights, seed, backend, devices, versions, commit, time
+
+`write_run` writes the provenance last, so a folder with a provenance is complete. Nothing here
+imports Keras: the comparison chapter reads results without loading a backend.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from agegender import evaluation
+from agegender.config import Paths
+from agegender.errors import AgegenderError
+from agegender.files import write_json_atomic, write_text_atomic
+from agegender.models.specs import model_names
+
+HISTORY, METRICS, PREDICTIONS, PROVENANCE = (
+    "history.csv",
+    "metrics.json",
+    "predictions.csv",
+    "provenance.json",
+)
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """One run's result files, read (``history`` is None for a peer)."""
+
+    name: str
+    history: pd.DataFrame | None
+    metrics: dict
+    predictions: pd.DataFrame
+    provenance: dict
+
+    @property
+    def peer(self) -> bool:
+        """True for an off-the-shelf peer (`agegender.peer`): tested, never trained here."""
+        return "peer" in self.provenance
+
+
+def write_run(
+    folder: Path,
+    *,
+    predictions: pd.DataFrame,
+    metrics: dict,
+    provenance: dict,
+    history: pd.DataFrame | None = None,
+) -> Path:
+    """Write one run's files atomically, the provenance last; returns the folder."""
+    if history is not None:
+        write_text_atomic(folder / HISTORY, history.to_csv(index=False))
+    write_text_atomic(folder / PREDICTIONS, predictions.to_csv(index=False))
+    write_json_atomic(folder / METRICS, evaluation.to_json_ready(metrics))
+    write_json_atomic(folder / PROVENANCE, evaluation.to_json_ready(provenance))
+    return folder
+
+
+def provenance_of(folder: Path) -> dict | None:
+    """A complete run's provenance (None when the folder holds no complete run)."""
+    needed = (METRICS, PREDICTIONS, PROVENANCE)
+    if not all((folder / name).is_file() for name in needed):
+        return None
+    return json.loads((folder / PROVENANCE).read_text())
+
+
+def load(folder: Path) -> RunResults:
+    """Read one run's folder; a peer's has no ``history.csv``.
+
+    Raises:
+        AgegenderError: a file is missing, naming it and what to run.
+    """
+    record = provenance_of(folder)
+    trained = record is None or "peer" not in record
+    needed = (HISTORY, METRICS, PREDICTIONS, PROVENANCE) if trained else (METRICS, PREDICTIONS)
+    missing = [name for name in needed if not (folder / name).is_file()]
+    if missing:
+        raise AgegenderError(f"{folder} lacks {missing}: run its chapter first.")
+    return RunResults(
+        name=folder.name,
+        history=pd.read_csv(folder / HISTORY) if trained else None,
+        metrics=json.loads((folder / METRICS).read_text()),
+        predictions=pd.read_csv(folder / PREDICTIONS),
+        provenance=record,
+    )
+
+
+def load_models(profile: str, paths: Paths | None = None) -> dict[str, RunResults]:
+    """Every model's results of one profile, in the table's order (absent ones left out).
+
+    Raises:
+        AgegenderError: no model has results for the profile.
+    """
+    paths = paths or Paths.default()
+    folders = [paths.run_results(profile, name) for name in model_names()]
+    found = {folder.name: load(folder) for folder in folders if folder.is_dir()}
+    if not found:
+        raise AgegenderError(
+            f"No results in {paths.results / profile}: run `agegender run {profile}` first."
+        )
+    return found
+
+
+def load_peers(profile: str, paths: Paths | None = None) -> dict[str, RunResults]:
+    """The off-the-shelf peers' results of one profile, by folder name (none: an empty dict).
+
+    Raises:
+        AgegenderError: a folder beside the models' that is not a complete run.
+    """
+    folder = (paths or Paths.default()).results / profile
+    if not folder.is_dir():
+        return {}
+    others = [f for f in sorted(folder.iterdir()) if f.is_dir() and f.name not in model_names()]
+    runs = [load(candidate) for candidate in others]
+    return {run.name: run for run in runs if run.peer}

@@ -1,0 +1,126 @@
+"""Compiling, fitting one stage (resumably) and predicting, for any two-headed model."""
+
+from __future__ import annotations
+
+import keras
+import pandas as pd
+
+from agegender import evaluation
+from agegender.checks import check_choice
+from agegender.training.config import AGE_LOSSES, TrainingConfig
+from agegender.training.resume import TrainingState
+
+
+def compile_model(
+    model: keras.Model,
+    *,
+    learning_rate: float,
+    optimizer: str = "adam",
+    age_loss: str = "mae",
+    age_loss_weight: float = 1.0,
+    gender_loss_weight: float = 1.0,
+    jit_compile: bool | str = "auto",
+) -> keras.Model:
+    """Compile a two-headed model: per-head losses and weights; age MAE, gender accuracy and AUC.
+
+    Args:
+        model: a model with the outputs ``age`` and ``gender`` (or heads alone).
+        learning_rate: the optimiser's learning rate.
+        optimizer: a Keras optimizer name.
+        age_loss: ``"mae"``, ``"mse"`` or ``"huber"``.
+        age_loss_weight, gender_loss_weight: weights of the two losses.
+        jit_compile: compile the steps with XLA (True), not (False), or as the backend chooses
+            (``"auto"``: always on JAX, on TensorFlow only on a GPU).
+
+    Returns:
+        The same model, compiled.
+    """
+    check_choice(age_loss=age_loss, choices=tuple(AGE_LOSSES))
+    model.compile(
+        optimizer=keras.optimizers.get(
+            {"class_name": optimizer, "config": {"learning_rate": learning_rate}}
+        ),
+        loss={"age": AGE_LOSSES[age_loss], "gender": "binary_crossentropy"},
+        loss_weights={"age": age_loss_weight, "gender": gender_loss_weight},
+        metrics={
+            "age": [keras.metrics.MeanAbsoluteError(name="mae")],
+            "gender": [
+                keras.metrics.BinaryAccuracy(name="accuracy"),
+                keras.metrics.AUC(name="auc"),
+            ],
+        },
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def predict(model: keras.Model, loader, *, verbose=0) -> pd.DataFrame:
+    """The predictions table (`evaluation.predictions_table`) of a model on an unshuffled loader."""
+    if getattr(loader, "shuffle", False):
+        raise ValueError("Predictions need the loader's row order. Received a shuffled loader.")
+    outputs = model.predict(loader, verbose=verbose)
+    return evaluation.predictions_table(
+        loader.files, loader.ages, outputs["age"], loader.genders, outputs["gender"]
+    )
+
+
+def fit_stage(
+    model,
+    data,
+    *,
+    stage,
+    first_epoch,
+    epochs,
+    config: TrainingConfig,
+    state_dir,
+    best_path,
+    best_so_far,
+    fingerprint,
+    callbacks,
+) -> tuple[list[dict], bool]:
+    """Fit one stage with its callbacks; continue from `state_dir` when a state is saved there."""
+    state = TrainingState.read(state_dir, fingerprint)
+    if state is not None and state["done"]:
+        return state["history"], True
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.early_stopping_patience
+    )
+    reduce_lr = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss",
+        factor=config.reduce_lr_factor,
+        patience=config.reduce_lr_patience,
+        min_lr=config.min_learning_rate,
+    )
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        best_path, monitor="val_loss", save_best_only=True, initial_value_threshold=best_so_far
+    )
+    tracker = TrainingState(
+        state_dir,
+        fingerprint,
+        stage=stage,
+        state=state,
+        callbacks={
+            "early_stopping": early_stopping,
+            "reduce_lr": reduce_lr,
+            "checkpoint": checkpoint,
+        },
+    )
+    start = state["next_epoch"] if state else first_epoch
+    if not (state and state["stopped"]) and start < first_epoch + epochs:
+        set_loader_epoch(data["train"], start)
+        model.fit(
+            data["train"],
+            validation_data=data["val"],
+            epochs=first_epoch + epochs,
+            initial_epoch=start,
+            verbose=config.verbose,
+            callbacks=[early_stopping, reduce_lr, checkpoint, tracker, *callbacks],
+        )
+    tracker.finish()
+    return tracker.history, state is not None
+
+
+def set_loader_epoch(loader, epoch: int) -> None:
+    """Give a resumed shuffling loader the order it would have had at `epoch`."""
+    if getattr(loader, "shuffle", False):
+        loader.set_epoch(epoch)

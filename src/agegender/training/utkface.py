@@ -1,0 +1,137 @@
+"""One model on UTKFace under a profile: loaders from the committed split, results in place.
+
+What each model chapter calls, with its parameters as they are::
+
+    results/<profile>/<model>/          the run's results (`agegender.results.store`)
+    data/work/<profile>/<model>/        models, training state (never committed)
+    data/cache/features/                features of frozen extractors, computed once
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+from agegender.data.dataset import UTKFace
+from agegender.data.manifest import dataset_fingerprint
+from agegender.files import file_sha256
+from agegender.models.layers import Augmentation
+from agegender.models.specs import spec
+from agegender.training.config import TrainingConfig
+from agegender.training.experiment import Experiment, run_experiment
+
+# Builder arguments that are not settings: they come from the data or from the seed.
+NOT_SETTINGS = ("image_size", "channels", "augmentation", "seed")
+
+
+def train_on_utkface(
+    data: UTKFace,
+    name: str,
+    *,
+    profile: str,
+    image_size: int,
+    color: str = "rgb",
+    batch_size: int = 64,
+    max_train_images: int | None = None,
+    max_eval_images: int | None = None,
+    augment: bool | None = None,
+    fresh: bool = False,
+    **settings,
+) -> Experiment:
+    """Train and test one model on the committed split, and write its results.
+
+    Args:
+        data: the prepared dataset (`agegender.data.dataset.prepare`).
+        name: a model name (`agegender.models.specs.MODELS`).
+        profile: the profile the run belongs to; names the results folder.
+        image_size: image side in pixels.
+        color: ``"rgb"`` or ``"grey"``.
+        batch_size: images per batch.
+        max_train_images: a fixed subset of the training images (None: all).
+        max_eval_images: a fixed subset of the validation and test images (None: all).
+        augment: train with `Augmentation` (None: as the spec says, `ModelSpec.augments`).
+        fresh: start over instead of resuming an interrupted run.
+        **settings: `TrainingConfig` fields (``epochs``, ``learning_rate``, ``seed``, ...) and the
+            builder's options (``weights``, ``width``, ``dropout``, ...), by name.
+
+    Returns:
+        The `Experiment`; its files are in ``results/<profile>/<name>/``.
+
+    Raises:
+        ValueError: a setting that is neither a `TrainingConfig` field nor a builder option.
+    """
+    config, options = split_settings(name, settings)
+    if augment is None:
+        augment = spec(name).augments
+    options["augmentation"] = Augmentation() if augment else None
+    loaders = {
+        which: data.batches(
+            which,
+            size=image_size,
+            color=color,
+            batch_size=batch_size,
+            max_images=max_train_images if which == "train" else max_eval_images,
+            seed=config.seed,
+        )
+        for which in ("train", "val", "test")
+    }
+    return run_experiment(
+        name,
+        loaders["train"],
+        loaders["val"],
+        loaders["test"],
+        results_dir=data.paths.run_results(profile, name),
+        work_dir=data.paths.run_work(profile, name),
+        feature_cache_dir=data.paths.features,
+        config=config,
+        model_options=options,
+        provenance={
+            "profile": profile,
+            "dataset_sha256": dataset_fingerprint(data.manifest),
+            "split_sha256": file_sha256(data.paths.split_file),
+        },
+        fresh=fresh,
+    )
+
+
+def split_settings(name: str, settings: dict) -> tuple[TrainingConfig, dict]:
+    """Settings by name, as a `TrainingConfig` and the builder's options.
+
+    Raises:
+        ValueError: an unknown setting, listing the known ones.
+    """
+    fields, options = TrainingConfig.field_names(), builder_defaults(name)
+    unknown = sorted(set(settings) - set(fields) - set(options))
+    if unknown:
+        known = ", ".join(sorted({*fields, *options}))
+        first = unknown[0]
+        raise ValueError(
+            f"{name} has no setting {', '.join(unknown)}; its settings are {known}. "
+            f"Received: {first}={settings[first]!r}"
+        )
+    config = TrainingConfig(**{k: v for k, v in settings.items() if k in fields})
+    return config, {k: v for k, v in settings.items() if k in options}
+
+
+def builder_defaults(name: str) -> dict:
+    """The builder's options with their defaults (less those fixed by the data and seed)."""
+    parameters = inspect.signature(spec(name).build_function()).parameters.values()
+    return {
+        p.name: p.default
+        for p in parameters
+        if p.kind is p.KEYWORD_ONLY and p.name not in NOT_SETTINGS
+    }
+
+
+def default_settings(name: str) -> dict:
+    """Every setting of one model's run with its default: the loaders', `train_on_utkface`'s,
+    `TrainingConfig`'s and the builder's (the one source a chapter's parameters must match)."""
+    own = inspect.signature(train_on_utkface).parameters.values()
+    defaults = {
+        p.name: p.default
+        for p in own
+        if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name != "fresh"
+    }
+    defaults["augment"] = spec(name).augments
+    defaults |= {f.name: f.default for f in dataclasses.fields(TrainingConfig)}
+    return defaults | builder_defaults(name)
