@@ -62,3 +62,9 @@ def rows_sha256(rows) -> str:
 def json_sha256(payload) -> str:
     """A sha256 of a JSON-ready payload, independent of key order (fingerprints of runs)."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def seeded_key(seed: int, key: str) -> str:
+    """``sha256("seed:key")``: sorting by it gives an order that is the same on every machine,
+    changes with the seed and, unlike a random draw, keeps each key's place as keys are added."""
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,6 +13,7 @@ from matplotlib.lines import Line2D
 
 from agegender.data.cache import load_image
 from agegender.data.labels import AGE_BANDS, GENDERS, RACES, age_band
+from agegender.files import seeded_key
 
 BAND_ORDER = [age_band(low) for low, _ in AGE_BANDS]
 
@@ -116,7 +116,7 @@ def stratification(split: pd.DataFrame) -> pd.DataFrame:
 
 def _hashed_order(keys: pd.Series, seed: int) -> pd.Index:
     """`keys`' index ordered by a hash of seed and key: a stable choice on every machine."""
-    digests = keys.map(lambda key: hashlib.sha256(f"{seed}:{key}".encode()).hexdigest())
+    digests = keys.map(lambda key: seeded_key(seed, key))
     return pd.Index(digests.sort_values(kind="stable").index)
 
 

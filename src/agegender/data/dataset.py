@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from agegender.config import Paths
 from agegender.data import cache, manifest, sources
 from agegender.data import split as splits
 from agegender.errors import DataError
-from agegender.files import file_sha256, write_json_atomic
+from agegender.files import file_sha256, seeded_key, write_json_atomic
 
 # The plain counts of `report`, in the order the readable report shows them.
 # The data report's counts (`report`), by key, with the words the CLI and the data chapter use.
@@ -70,7 +69,7 @@ class UTKFace:
                     f"Received: max_images={max_images!r}"
                 )
             files = self.split["file"].to_numpy()
-            keys = [hashlib.sha256(f"{seed}:{files[r]}".encode()).hexdigest() for r in rows]
+            keys = [seeded_key(seed, files[r]) for r in rows]
             rows = np.sort(rows[np.argsort(keys, kind="stable")[:max_images]])
         return rows
 

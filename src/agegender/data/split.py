@@ -8,7 +8,6 @@ files and seed give the same split on every machine and NumPy version.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pandas as pd
 
 from agegender.data.labels import age_band
 from agegender.errors import DataError
-from agegender.files import write_text_atomic
+from agegender.files import seeded_key, write_text_atomic
 
 SPLITS = ("train", "val", "test")
 COLUMNS = ["file", "sha256", "age", "gender", "race", "group", "split"]
@@ -49,7 +48,7 @@ def make_split(
         age=("age", "first"), gender=("gender", "first"), images=("file", "size")
     )
     groups["stratum"] = groups["age"].map(age_band) + "/" + groups["gender"].astype(str)
-    groups["order"] = [hashlib.sha256(f"{seed}:{g}".encode()).hexdigest() for g in groups.index]
+    groups["order"] = [seeded_key(seed, g) for g in groups.index]
     bounds = pd.Series(fractions).cumsum().to_numpy()[:-1]
 
     assignment = {}

@@ -123,7 +123,7 @@ def register(model: ModelSpec) -> ModelSpec:
             f"stages must be ('train',) or ('train', 'fine_tune'). Received: {model.stages!r}"
         )
     if model.fine_tunes and model.base is None:
-        raise ValueError(f"A fine-tuning stage needs a pretrained base. Received: base=None")
+        raise ValueError("A fine-tuning stage needs a pretrained base. Received: base=None")
     MODELS[model.name] = model
     return model
 
