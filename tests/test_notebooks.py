@@ -19,6 +19,8 @@ from agegender import launch, runner
 from agegender.config import Paths
 from agegender.data.dataset import prepare
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 ignore_logs = shutil.ignore_patterns("*.log")
 

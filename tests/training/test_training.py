@@ -24,6 +24,8 @@ from agegender.training.experiment import run_experiment
 from agegender.training.fit import compile_model, predict
 from agegender.training.runtime import default_jit_compile
 
+pytestmark = pytest.mark.slow
+
 SIZE = 16
 TINY_CNN = {"width": 8, "depth": 2, "units": 16, "dropout": 0.0}
 
