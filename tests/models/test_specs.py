@@ -1,6 +1,8 @@
 """The model table: every model's facts in one place, consistent with its builder."""
 
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -44,3 +46,15 @@ def test_registering_refuses_a_taken_name_and_unknown_stages():
     assert "odd" not in MODELS
     with pytest.raises(ValueError, match=r"name must be one of .*Received: name='odd'"):
         specs.spec("odd")
+
+
+def test_the_package_offers_build_without_importing_keras_for_the_table():
+    code = (
+        "import sys\n"
+        "from agegender.models import specs\n"
+        "assert 'keras' not in sys.modules\n"
+        "from agegender import models\n"
+        "from agegender.models.builders import build\n"
+        "assert models.build is build and models.Augmentation\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
