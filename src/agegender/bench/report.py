@@ -1,30 +1,210 @@
-"""Read `agegender bench` results (``results/bench/<device>.json``) and lay them out as tables."""
+"""Read `agegender bench` results (``results/bench/<device>.json``) and lay them out as tables.
+
+The results name what they measured by structured fields (``model_name``, ``stage``,
+``variant``, ``size``, ...; `agegender.bench.suite.Measurement.fields`); the display labels
+(e.g. ``"resnet50_finetune, stage 2"``) are made here, from those fields and the model table, and
+never read back. A file written before the fields existed (format 1, e.g. the committed
+``results/bench/cpu.json``) is read by `from_format_1`.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 
+from agegender.bench.suite import ANCHOR, RESULTS_FORMAT
 from agegender.errors import AgegenderError
+from agegender.models.specs import MODELS, model_names
+
+VARIANT_LABELS = {  # what each variant of `suite.VARIANTS` changed, in words
+    "keras_augmentation": "Keras' RandomRotation and RandomZoom",
+    "no_augmentation": "no augmentation",
+}
+TRAINING_PARTS = ("pipeline", "compile", "backends")  # their rows are training measurements
+
+
+# --- display labels ----------------------------------------------------------------------------
+
+
+def training_label(model_name: str, stage: int | None, variant: str | None = None) -> str:
+    """How the appendix names a training measurement: ``"custom_cnn"``, ``"resnet50_finetune,
+    stage 2"``, ``"vgg16_features, end to end"``, ``"custom_cnn, no augmentation"``, ..."""
+    model = MODELS.get(model_name)
+    if variant == ANCHOR:
+        return f"{model.base if model else model_name}, every layer trained"
+    if variant:
+        return f"{model_name}, {VARIANT_LABELS.get(variant, variant)}"
+    if model and model.on_features:
+        return f"{model_name}, end to end"
+    if model and model.fine_tunes:
+        return f"{model_name}, stage {stage}"
+    return model_name
+
+
+def label(row: dict) -> str:
+    """The display label of a row of the pipeline, compile or backends table."""
+    return training_label(row["model_name"], row["stage"], row["variant"])
+
+
+def measurement_label(record: dict) -> str:
+    """The display label of a measurement (`suite.Measurement.record`)."""
+    kind = record["spec"]["kind"]
+    if kind == "train":
+        return label(record)
+    if kind == "cache":
+        return "data preparation"
+    if kind == "epoch":
+        return f"{record['model_name']} epoch"
+    return record["model_name"]
+
+
+def growth_label(fit: dict) -> str:
+    """E.g. ``"data preparation vs images, 64 px"``, ``"custom_cnn epoch vs pixels per image,
+    2000 images"`` (see `suite._scaling` for the fields of a growth fit)."""
+    subject = "data preparation" if fit["time_of"] == "cache" else f"{fit['model_name']} epoch"
+    axis = "images" if fit["against"] == "images" else "pixels per image"
+    at = f", {fit['size']} px" if fit["size"] else ""
+    at += f", {fit['images']} images" if fit["images"] else ""
+    return f"{subject} vs {axis}{at}"
+
+
+def labelled(rows: list[dict]) -> list[dict]:
+    """Training rows with their display label as ``model`` (what tables and plots show)."""
+    return [{**row, "model": label(row)} for row in rows]
+
+
+# --- reading -----------------------------------------------------------------------------------
 
 
 def load(folder: Path) -> dict[str, dict]:
-    """Every bench results file in `folder`, by device (``{"cpu": {...}, "gpu": {...}}``)."""
+    """Every bench results file in `folder`, by device (``{"cpu": {...}, "gpu": {...}}``), in the
+    current format (a format 1 file is read by `from_format_1`)."""
     found = {}
     for path in sorted(Path(folder).glob("*.json")):
         try:
-            found[path.stem] = json.loads(path.read_text())
+            figures = json.loads(path.read_text())
         except ValueError as error:
             raise AgegenderError(f"{path} is not a bench results file ({error}).") from error
+        found[path.stem] = figures if figures.get("format") else from_format_1(figures, path)
     return found
+
+
+def main_figures(folder: Path) -> dict:
+    """The bench results the appendix shows: the GPU's when there are some, else the CPU's; the
+    training rows carry their display labels as ``model`` (for `agegender.plots`).
+
+    Raises:
+        AgegenderError: when `folder` holds none (run `agegender bench` first).
+    """
+    found = load(folder)
+    if not found:
+        raise AgegenderError(
+            f"No bench results in {folder}: run `agegender bench` (or `make bench`) first."
+        )
+    figures = found.get("gpu") or found.get("cpu") or next(iter(found.values()))
+    return figures | {part: labelled(figures[part]) for part in TRAINING_PARTS}
+
+
+# Format 1 named measurements and training rows only by labels, and growth fits by keys such as
+# "custom_cnn epoch vs pixels per image, 2000 images".
+_FORMAT_1_ANCHOR = "resnet50, every layer trained"
+_FORMAT_1_AUGMENT = {"keras": "keras_augmentation", "off": "no_augmentation"}
+_FORMAT_1_GROWTH = re.compile(
+    r"(?:data preparation|(?P<model>\w+) epoch) vs (?P<axis>images|pixels per image)"
+    r"(?:, (?P<value>\d+) (?P<unit>px|images))?"
+)
+_TABLES = {  # each derived table: the measurements its rows were made from, the fields it takes
+    "pipeline": ("pipeline", "train", ("model_name", "stage", "variant")),
+    "features": ("features", "features", ("model_name",)),
+    "compile": ("compile", "train", ("model_name", "stage", "variant")),
+    "backends": ("backends", "train", ("model_name", "stage", "variant")),
+    "data": ("scaling", "cache", ()),
+    "epochs": ("scaling", "epoch", ("model_name",)),
+}
+
+
+def from_format_1(figures: dict, path: Path | str = "the results") -> dict:
+    """Format 1 results (no ``"format"``; rows named by display labels) in the current format.
+
+    Each measurement's fields come from its spec (model, stage, augmentation; a features
+    measurement was of the model its label names, and the anchor had a label of its own). Each
+    derived row was made from one successful measurement, in the measurements' order, so it takes
+    that measurement's fields (its size, and its label where it has one, are checked). A growth
+    fit takes the fields its key names. Every figure is kept as it was.
+
+    Raises:
+        AgegenderError: a row that does not match its measurement.
+    """
+    old = figures["measurements"]
+    records = [_format_1_record(record) for record in old]
+    upgraded = {**figures, "format": RESULTS_FORMAT, "measurements": records}
+    pairs = list(zip(old, records, strict=True))
+    for table in (*TRAINING_PARTS, "features"):
+        upgraded[table] = _with_fields(figures[table], pairs, table, path)
+    scaling = figures["scaling"]
+    upgraded["scaling"] = {
+        "data": _with_fields(scaling["data"], pairs, "data", path),
+        "epochs": _with_fields(scaling["epochs"], pairs, "epochs", path),
+        "growth": [_format_1_growth(key, fit) for key, fit in scaling["growth"].items()],
+    }
+    return upgraded
+
+
+def _format_1_record(record: dict) -> dict:
+    spec = record["spec"]
+    variant = _FORMAT_1_AUGMENT.get(spec.get("augment"))
+    if record["label"] == _FORMAT_1_ANCHOR:
+        variant = ANCHOR
+    model = spec.get("model", record["label"] if spec["kind"] == "features" else None)
+    fields = {"model_name": model, "stage": spec.get("stage"), "variant": variant}
+    kept = {key: record[key] for key in ("spec", "figures", "error") if key in record}
+    return {"part": record["part"], **fields, "size": spec["size"], **kept}
+
+
+def _with_fields(rows: list[dict], pairs: list[tuple[dict, dict]], table: str, path) -> list[dict]:
+    """The rows of a format 1 table, each with the fields of the measurement it was made from."""
+    part, kind, fields = _TABLES[table]
+    sources = [
+        (old, new)
+        for old, new in pairs
+        if new["figures"] and (new["part"], new["spec"]["kind"]) == (part, kind)
+    ]
+    if len(sources) != len(rows):
+        raise AgegenderError(f"{path}: {len(rows)} {table} rows but {len(sources)} measurements.")
+    upgraded = []
+    for row, (old, new) in zip(rows, sources, strict=True):
+        if (row["size"], row.get("model", old["label"])) != (new["size"], old["label"]):
+            raise AgegenderError(f"{path}: the {table} row {row} is not of {old['label']!r}.")
+        kept = {key: value for key, value in row.items() if key != "model"}
+        upgraded.append({key: new[key] for key in fields} | kept)
+    return upgraded
+
+
+def _format_1_growth(key: str, fit: dict) -> dict:
+    named = _FORMAT_1_GROWTH.fullmatch(key)
+    if named is None:
+        raise AgegenderError(f"Not a growth fit of bench format 1: {key!r}")
+    value = int(named["value"]) if named["value"] else None
+    return {
+        "time_of": "epoch" if named["model"] else "cache",
+        "model_name": named["model"],
+        "against": "images" if named["axis"] == "images" else "pixels",
+        "size": value if named["unit"] == "px" else None,
+        "images": value if named["unit"] == "images" else None,
+        **fit,
+    }
+
+
+# --- tables ------------------------------------------------------------------------------------
 
 
 def pipeline_table(figures: dict) -> pd.DataFrame:
     """Training images/s on real cached images and on synthetic in-memory batches, per model."""
     return _table(
-        figures["pipeline"],
+        labelled(figures["pipeline"]),
         {
             "model": "model",
             "size": "px",
@@ -54,7 +234,7 @@ def features_table(figures: dict) -> pd.DataFrame:
 def compile_table(figures: dict) -> pd.DataFrame:
     """Training images/s per precision and XLA setting, and per augmentation of the custom CNN."""
     return _table(
-        figures["compile"],
+        labelled(figures["compile"]),
         {
             "model": "model",
             "size": "px",
@@ -79,7 +259,7 @@ def backends_table(figures: dict) -> pd.DataFrame:
                 workers = key.removeprefix("real_images_per_s_").removesuffix("_workers")
                 columns[key] = f"real, {workers} loader thread(s)"
                 columns[f"ratio_{workers}_workers"] = f"ratio, {workers}"
-    return _table(figures["backends"], columns)
+    return _table(labelled(figures["backends"]), columns)
 
 
 def scaling_table(figures: dict, which: str) -> pd.DataFrame:
@@ -93,14 +273,14 @@ def scaling_table(figures: dict, which: str) -> pd.DataFrame:
 
 def growth_table(figures: dict) -> pd.DataFrame:
     """The fitted exponents b of ``time = a * x**b`` (1: linear)."""
-    rows = [{"what": what, **fit} for what, fit in figures["scaling"]["growth"].items()]
+    rows = [{"what": growth_label(fit), **fit} for fit in figures["scaling"]["growth"]]
     return _table(rows, {"what": "time of", "exponent": "exponent b", "r2": "R²"})
 
 
 def memory_table(figures: dict) -> pd.DataFrame:
     """Peak memory of each training measurement and of building the whole cache, per size."""
-    rows = [{"what": f"training {row['model']}", **row} for row in figures["pipeline"]] + [
-        {"what": "data preparation (decode into the cache)", **row}
+    rows = [{**row, "what": f"training {label(row)}"} for row in figures["pipeline"]] + [
+        {**row, "what": "data preparation (decode into the cache)"}
         for row in figures["scaling"]["data"]
         if row["images"] == max(r["images"] for r in figures["scaling"]["data"])
     ]
@@ -116,70 +296,100 @@ def memory_table(figures: dict) -> pd.DataFrame:
     )
 
 
-def main_figures(folder: Path) -> dict:
-    """The bench results the appendix shows: the GPU's when there are some, else the CPU's.
-
-    Raises:
-        AgegenderError: when `folder` holds none (run `agegender bench` first).
-    """
-    found = load(folder)
-    if not found:
-        raise AgegenderError(
-            f"No bench results in {folder}: run `agegender bench` (or `make bench`) first."
-        )
-    return found.get("gpu") or found.get("cpu") or next(iter(found.values()))
-
-
 def findings(figures: dict) -> dict[str, str]:
     """The numbers the appendix states in its text, formatted; a figure not measured is absent."""
-    found = {"target_ratio": f"{figures['targets']['pipeline_ratio']:.2f}"}
-    found["target_speedup"] = f"{figures['targets']['feature_speedup']:.0f}"
-    if figures["pipeline"]:
-        worst = min(figures["pipeline"], key=lambda row: row["ratio"])
-        found["lowest_ratio"] = f"{worst['ratio']:.2f}"
-        found["lowest_ratio_model"] = f"{worst['model']} at {worst['size']} px"
-    speedups = sorted(row["speedup"] for row in figures["features"] if "speedup" in row)
-    if speedups:
-        found["feature_speedup"] = f"{speedups[0]:,.0f} to {speedups[-1]:,.0f}"
-    rate = {
-        (row["model"], row["size"], row["precision"], row["xla"]): row["images_per_s"]
-        for row in figures["compile"]
-    }
     sizes = figures["parameters"]["sizes"]
-    found["first_size"], found["last_size"] = str(sizes[0]), str(sizes[-1])
-    comparisons = [  # (key, model, size, precision, XLA) against float32 without XLA
-        (key, model, size, *setting)
-        for model, name in (("custom_cnn", "cnn"), ("resnet50_finetune, stage 1", "resnet"))
+    found = {
+        "target_ratio": f"{figures['targets']['pipeline_ratio']:.2f}",
+        "target_speedup": f"{figures['targets']['feature_speedup']:.0f}",
+        **_pipeline_findings(figures["pipeline"]),
+        **_feature_findings(figures["features"]),
+        "first_size": str(sizes[0]),
+        "last_size": str(sizes[-1]),
+        **_compile_findings(figures["compile"], sizes),
+        **_growth_findings(figures["scaling"]["growth"]),
+        **_memory_findings(figures),
+    }
+    return found
+
+
+# The models the appendix's text compares, by what it calls them: the CNN trained from scratch and
+# the fine-tuned ResNet-50 (its first stage).
+FINDING_MODELS = {
+    "cnn": lambda model: not model.transfer and not model.on_features,
+    "resnet": lambda model: model.base == "resnet50",
+}
+
+
+def _pipeline_findings(pipeline: list[dict]) -> dict:
+    if not pipeline:
+        return {}
+    worst = min(pipeline, key=lambda row: row["ratio"])
+    return {
+        "lowest_ratio": f"{worst['ratio']:.2f}",
+        "lowest_ratio_model": f"{label(worst)} at {worst['size']} px",
+    }
+
+
+def _feature_findings(features: list[dict]) -> dict:
+    speedups = sorted(row["speedup"] for row in features if "speedup" in row)
+    if not speedups:
+        return {}
+    return {"feature_speedup": f"{speedups[0]:,.0f} to {speedups[-1]:,.0f}"}
+
+
+def _compile_findings(compiled: list[dict], sizes: list[int]) -> dict:
+    """XLA and bfloat16 against float32 without XLA, at the first and the last size, and the
+    project's augmentation against Keras' layers (with XLA as in the run)."""
+    rate = {_setting(row): row["images_per_s"] for row in compiled}
+    found = {}
+    for name, test in FINDING_MODELS.items():
+        model = next((m.name for m in MODELS.values() if test(m)), None)
         for key, size, setting in (
             (f"xla_{name}", sizes[0], ("float32", True)),
             (f"bf16_{name}", sizes[0], ("mixed_bfloat16", False)),
             (f"xla_{name}_last", sizes[-1], ("float32", True)),
-        )
-    ]
-    for key, model, size, precision, xla in comparisons:
-        plain, other = (
-            rate.get((model, size, "float32", False)),
-            rate.get((model, size, precision, xla)),
-        )
-        if plain and other:
-            found[key] = f"{other / plain:.2f}"
-    keras_layers = [row for row in figures["compile"] if "RandomRotation" in row["model"]]
-    after = rate.get(("custom_cnn", sizes[0], "float32", True))
-    if keras_layers and after:
-        found["augmentation_speedup"] = f"{after / keras_layers[0]['images_per_s']:.2f}"
-    for key, prefix in (
-        ("prep_exponent", "data preparation vs images"),
-        ("epoch_exponent", "custom_cnn epoch vs images"),
-    ):
+        ):
+            plain = rate.get((model, 1, None, size, "float32", False))
+            other = rate.get((model, 1, None, size, *setting))
+            if plain and other:
+                found[key] = f"{other / plain:.2f}"
+    return found | _augmentation_finding(compiled, rate, sizes[0])
+
+
+def _setting(row: dict) -> tuple:
+    """What a compile row measured: model, stage, variant, size, precision and XLA."""
+    fields = ("model_name", "stage", "variant", "size", "precision", "xla")
+    return tuple(row[key] for key in fields)
+
+
+def _augmentation_finding(compiled: list[dict], rate: dict, size: int) -> dict:
+    keras_layers = [row for row in compiled if row["variant"] == "keras_augmentation"]
+    if not keras_layers:
+        return {}
+    before = keras_layers[0]
+    after = rate.get((before["model_name"], before["stage"], None, size, "float32", True))
+    return {"augmentation_speedup": f"{after / before['images_per_s']:.2f}"} if after else {}
+
+
+def _growth_findings(growth: list[dict]) -> dict:
+    """The range of the exponents against images, of data preparation and of an epoch."""
+    found = {}
+    for key, time_of in (("prep_exponent", "cache"), ("epoch_exponent", "epoch")):
         exponents = sorted(
             fit["exponent"]
-            for what, fit in figures["scaling"]["growth"].items()
-            if what.startswith(prefix)
+            for fit in growth
+            if (fit["time_of"], fit["against"]) == (time_of, "images")
         )
         if exponents:
             found[key] = " to ".join(
                 dict.fromkeys(f"{b:.2f}" for b in (exponents[0], exponents[-1]))
             )
+    return found
+
+
+def _memory_findings(figures: dict) -> dict:
+    found = {}
     memory = memory_table(figures)
     if not memory.empty:
         found["peak_heap"] = f"{memory['peak heap MiB'].max():,.0f}"
@@ -196,8 +406,7 @@ def defaults_table(figures: dict) -> pd.DataFrame:
     """What the training code does by default on the run's device and sizes: XLA per model and
     backend, precision, loader threads (`agegender.training`, as it is now)."""
     from agegender.data.loader import DEFAULT_WORKERS
-    from agegender.models import MODEL_NAMES
-    from agegender.training import default_jit_compile, default_precision
+    from agegender.training.runtime import default_jit_compile, default_precision
 
     gpu = figures["device"] == "gpu"
     sizes = figures["parameters"]["sizes"]
@@ -210,7 +419,7 @@ def defaults_table(figures: dict) -> pd.DataFrame:
                 for size in sizes
             },
         }
-        for model in MODEL_NAMES
+        for model in model_names()
     ]
     rows.append({"setting": "XLA, every model, JAX", **{f"{size} px": "on" for size in sizes}})
     for setting, value in (
@@ -246,7 +455,7 @@ def failures(figures: dict) -> pd.DataFrame:
     """The measurements that did not run, and why."""
     rows = [m for m in figures["measurements"] if m.get("error")]
     return pd.DataFrame(
-        [{"part": m["part"], "what": m["label"], "why": m["error"]} for m in rows],
+        [{"part": m["part"], "what": measurement_label(m), "why": m["error"]} for m in rows],
         columns=["part", "what", "why"],
     ).set_index("part")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ import numpy as np
 STATUS = Path("/proc/self/status")
 
 
-def training_clock(*, min_seconds: float, min_batches: int):
+def training_clock(
+    *, min_seconds: float, min_batches: int, clock: Callable[[], float] | None = None
+):
     """A Keras callback that times training after its first (compiling) batch, then stops it.
 
     Training stops once at least `min_batches` batches after the first have run and at least
@@ -21,9 +24,12 @@ def training_clock(*, min_seconds: float, min_batches: int):
     the time; the batches in between run as they would in `fit`, without being waited for.
 
     Its `rate()` is then images per second over the timed batches, including any time the model
-    waited for its input between batches: what a starved model loses is in it.
+    waited for its input between batches: what a starved model loses is in it. The time is read
+    only at the ends of batches, from `clock` (`time.perf_counter` unless a test gives another).
     """
     import keras
+
+    clock = clock or time.perf_counter
 
     class Clock(keras.callbacks.Callback):
         def __init__(self):
@@ -35,15 +41,15 @@ def training_clock(*, min_seconds: float, min_batches: int):
 
         def on_train_batch_end(self, batch, logs=None):
             self.batches += 1
-            now = time.perf_counter()
+            now = clock()
             if self.started is None:
                 _wait_for(logs)
-                self.started = time.perf_counter()
+                self.started = clock()
                 return
             self.images += self.batch_size
             if self.batches - 1 >= min_batches and now - self.started >= min_seconds:
                 _wait_for(logs)
-                self.ended = time.perf_counter()
+                self.ended = clock()
                 self.model.stop_training = True
 
         def rate(self) -> float:
@@ -63,13 +69,20 @@ def _wait_for(logs) -> None:
         np.asarray(value)
 
 
-def images_per_second(model, batches, *, min_seconds: float = 8.0, min_batches: int = 4) -> float:
+def images_per_second(
+    model,
+    batches,
+    *,
+    min_seconds: float = 8.0,
+    min_batches: int = 4,
+    clock: Callable[[], float] | None = None,
+) -> float:
     """Steady-state training images/s of a compiled model on a `keras.utils.PyDataset`.
 
     The dataset's batches must all have `batch_size` images until the clock stops (it serves
-    more batches than the clock needs).
+    more batches than the clock needs). `clock`: see `training_clock`.
     """
-    clock = training_clock(min_seconds=min_seconds, min_batches=min_batches)
+    clock = training_clock(min_seconds=min_seconds, min_batches=min_batches, clock=clock)
     clock.batch_size = batches.batch_size
     model.fit(batches, epochs=1, verbose=0, callbacks=[clock])
     return clock.rate()

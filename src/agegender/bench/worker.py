@@ -8,8 +8,8 @@ Spec kinds (`measure`):
 
 - ``train``: training images/s of one model on synthetic in-memory batches and on the real
   cached images, with the same compiled model, one after the other.
-- ``features``: VGG16's one-time feature extraction (images/s) and a heads epoch on cached
-  features (seconds).
+- ``features``: the one-time feature extraction (images/s) of a model trained on cached features
+  (VGG16's) and a heads epoch on those features (seconds).
 - ``cache``: decoding the first `images` images of the split into a new image cache.
 - ``epoch``: one whole training epoch of a model on `images` training images.
 """
@@ -52,30 +52,34 @@ def _where() -> dict:
 # --- training throughput -----------------------------------------------------------------------
 
 
-AUGMENTED = ("custom_cnn", "resnet50_finetune")  # as their chapters train them (augment=True)
-
-
 def build_for_training(spec: dict):
     """The model of a spec, compiled as its chapter trains it.
 
     ``augment`` is ``"affine"`` (the project's augmentation, the default for the models whose
-    chapters augment), ``"keras"`` (Keras' own RandomRotation and RandomZoom, which the
-    project's `RandomAffine` replaced, for a before-and-after figure) or ``"off"``. Stage 2
-    unfreezes the top `fine_tune_blocks` blocks of the base.
+    chapters augment: `ModelSpec.augments`), ``"keras"`` (Keras' own RandomRotation and
+    RandomZoom, which the project's `RandomAffine` replaced, for a before-and-after figure) or
+    ``"off"``. A model with a pretrained base starts from random weights (the speed does not
+    depend on them). ``stage`` counts the model's stages from 1; its fine-tuning stage unfreezes
+    the top `fine_tune_blocks` blocks of the base.
     """
     import keras
 
-    from agegender import models
-    from agegender.training import compile_model
+    from agegender.models.builders import build
+    from agegender.models.finetune import unfreeze_top_blocks
+    from agegender.models.layers import Augmentation
+    from agegender.models.specs import FINE_TUNE
+    from agegender.models.specs import spec as model_spec
+    from agegender.training.fit import compile_model
 
     keras.config.set_dtype_policy(spec.get("precision", "float32"))
-    augment = spec.get("augment", "affine" if spec["model"] in AUGMENTED else "off")
-    options = {"weights": None} if spec["model"] != "custom_cnn" else {}
+    facts = model_spec(spec["model"])
+    augment = spec.get("augment", "affine" if facts.augments else "off")
+    options = {"weights": None} if facts.transfer else {}
     if augment == "affine":
-        options["augmentation"] = models.Augmentation()
-    model = models.build(spec["model"], image_size=spec["size"], **options)
-    if spec.get("stage", 1) == 2:
-        models.unfreeze_top_blocks(model, spec["fine_tune_blocks"])
+        options["augmentation"] = Augmentation()
+    model = build(spec["model"], image_size=spec["size"], **options)
+    if facts.stages[spec.get("stage", 1) - 1] == FINE_TUNE:
+        unfreeze_top_blocks(model, spec["fine_tune_blocks"])
     if augment == "keras":
         images = keras.Input(model.input.shape[1:], name="image")
         x = keras.layers.RandomFlip("horizontal")(images)
@@ -138,19 +142,21 @@ def _train(data, spec: dict) -> dict:
 
 
 def _features(data, spec: dict) -> dict:
-    from agegender import models
     from agegender.data.loader import FaceBatches
-    from agegender.training import compile_model
+    from agegender.models.builders import build
+    from agegender.models.heads import parts
+    from agegender.training.features import extract_features
+    from agegender.training.fit import compile_model
 
     size = spec["size"]
-    extractor, heads = models.split(models.build("vgg16_features", image_size=size, weights=None))
+    extractor, heads = parts(build(spec["model"], image_size=size, weights=None))
     in_order = data.batches(
         "train", size=size, batch_size=spec["batch_size"], max_images=spec["images"], shuffle=False
     )
     with tempfile.TemporaryDirectory() as tmp:
         extractor.predict_on_batch(in_order[0][0])  # compiles
         started = time.perf_counter()
-        features, _ = models.extract_features(extractor, in_order, Path(tmp), verbose=0)
+        features, _ = extract_features(extractor, in_order, Path(tmp), verbose=0)
         extract_seconds = time.perf_counter() - started
         rows = np.resize(np.arange(len(features)), spec["epoch_images"])
         feature_batches = FaceBatches(
