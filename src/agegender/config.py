@@ -66,6 +66,11 @@ class Paths:
         return self.data / "cache"
 
     @property
+    def manifest_cache(self) -> Path:
+        """The manifest of the images on disk, kept to skip unchanged files the next time."""
+        return self.cache / "manifest.csv"
+
+    @property
     def split_file(self) -> Path:
         return self.root / "data" / "splits" / "utkface.csv"
 
@@ -73,9 +78,17 @@ class Paths:
     def results(self) -> Path:
         return self.root / "results"
 
+    def profile_results(self, profile: str) -> Path:
+        """The runs of one profile, ``results/<profile>/``."""
+        return self.results / profile
+
     def run_results(self, profile: str, run: str) -> Path:
         """A run's results folder, ``results/<profile>/<run>/`` (`agegender.results.store`)."""
-        return self.results / profile / run
+        return self.profile_results(profile) / run
+
+    def bench_results(self, device: str) -> Path:
+        """What `agegender bench` measured on a kind of device, ``results/bench/<device>.json``."""
+        return self.results / "bench" / f"{device}.json"
 
     def run_work(self, profile: str, run: str) -> Path:
         """A run's folder for models and training state (never committed)."""

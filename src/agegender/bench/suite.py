@@ -408,7 +408,7 @@ def run(settings: Settings, data, *, output: Path | None = None, progress=print)
     paths = data.paths
     for size in sorted({*settings.sizes, *settings.scaling_sizes}):
         data.image_cache(size)  # built once, before anything is timed
-    output = output or paths.results / "bench" / f"{settings.device}.json"
+    output = output or paths.bench_results(settings.device)
     output.parent.mkdir(parents=True, exist_ok=True)
     installed = installed_backends()
     gpu = settings.device == "gpu"

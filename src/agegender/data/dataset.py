@@ -147,7 +147,7 @@ def prepare(
     """
     paths = paths or Paths.default()
     images = sources.prepare_images(paths, source, sha256=sha256)
-    scanned = manifest.scan(images, cache_file=paths.cache / "manifest.csv")
+    scanned = manifest.scan(images, cache_file=paths.manifest_cache)
     policy_file = paths.split_file.with_suffix(".json")
     if new_split or not paths.split_file.is_file():
         policy = {

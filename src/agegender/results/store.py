@@ -106,7 +106,7 @@ def load_models(profile: str, paths: Paths | None = None) -> dict[str, RunResult
     found = {folder.name: load(folder) for folder in folders if folder.is_dir()}
     if not found:
         raise AgegenderError(
-            f"No results in {paths.results / profile}: run `agegender run {profile}` first."
+            f"No results in {paths.profile_results(profile)}: run `agegender run {profile}` first."
         )
     return found
 
@@ -117,7 +117,7 @@ def load_peers(profile: str, paths: Paths | None = None) -> dict[str, RunResults
     Raises:
         AgegenderError: a folder beside the models' that is not a complete run.
     """
-    folder = (paths or Paths.default()).results / profile
+    folder = (paths or Paths.default()).profile_results(profile)
     if not folder.is_dir():
         return {}
     others = [f for f in sorted(folder.iterdir()) if f.is_dir() and f.name not in model_names()]
