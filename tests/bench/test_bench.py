@@ -116,8 +116,10 @@ def test_peak_memory_sees_an_array_held_inside_the_block(tmp_path):
     assert read_status(status) == {"VmHWM": 2.0, "RssAnon": 1.0}
 
 
-def plan(settings):
-    return suite.plan(settings, default_jit=lambda backend, model, size: True, default_workers=1)
+def planned(settings):
+    return suite.plan_measurements(
+        settings, default_jit=lambda backend, model, size: True, default_workers=1
+    )
 
 
 def what(measurements, part):
@@ -132,7 +134,7 @@ def test_plans_cover_every_part_and_refuse_unknown_settings():
         ("resnet50_finetune", 1),
         ("resnet50_finetune", 2),
     ]
-    cpu = plan(suite.Settings.for_device("cpu"))
+    cpu = planned(suite.Settings.for_device("cpu"))
     assert [m.part for m in cpu] == sorted((m.part for m in cpu), key=suite.PARTS.index)
     assert {m.part for m in cpu} == set(suite.PARTS)
     assert what(cpu, "pipeline") == [
@@ -154,19 +156,19 @@ def test_plans_cover_every_part_and_refuse_unknown_settings():
     assert {m.spec["backend"] for m in cpu if m.part == "backends"} == set(suite.BACKENDS)
     assert {m.spec.get("precision", "float32") for m in cpu} == {"float32", "mixed_bfloat16"}
     assert {m.model for m in cpu if m.spec["kind"] == "epoch"} == {"custom_cnn"}
-    gpu = plan(suite.Settings.for_device("gpu"))
+    gpu = planned(suite.Settings.for_device("gpu"))
     assert {m.size for m in gpu if m.part == "pipeline"} == {64, 128, 224}
     (anchor,) = [m for m in gpu if m.variant == suite.ANCHOR]
     assert (anchor.model, anchor.stage, anchor.size) == ("resnet50_finetune", 2, 224)
     assert anchor.spec["precision"] == "mixed_float16" and anchor.spec["jit_compile"] is True
-    on_jax = suite.plan(
+    on_jax = suite.plan_measurements(
         suite.Settings.for_device("gpu", backend="jax"),
         default_jit=lambda backend, model, size: backend == "jax",
         default_workers=1,
     )
     assert {m.spec["backend"] for m in on_jax if m.part != "backends"} == {"jax"}
     assert all(m.spec["jit_compile"] for m in on_jax if m.part == "pipeline")
-    only = plan(suite.Settings.for_device("cpu", parts=("scaling", "pipeline")))
+    only = planned(suite.Settings.for_device("cpu", parts=("scaling", "pipeline")))
     assert list(dict.fromkeys(m.part for m in only)) == ["pipeline", "scaling"]  # in PARTS' order
     with pytest.raises(ValueError, match="parts must be among"):
         suite.Settings.for_device("cpu", parts=("speed",))
@@ -182,7 +184,7 @@ def test_the_plan_follows_the_model_table():
     try:
         for model in added:
             register(model)
-        runs = plan(suite.Settings.for_device("gpu"))
+        runs = planned(suite.Settings.for_device("gpu"))
     finally:
         for model in added:
             unregister(model.name)

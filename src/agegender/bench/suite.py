@@ -6,7 +6,7 @@ the figures that compare them. Every comparison is made within one run on one ma
 and side-by-side rates), because these machines are too noisy for figures from different runs.
 
 Parts (``--only``); which models each measures comes from the model table
-(`agegender.models.specs.MODELS`, see `plan`):
+(`agegender.models.specs.MODELS`, see `plan_measurements`):
 
 - ``pipeline``: each model's training images/s on the real cached images next to synthetic
   in-memory batches; their ratio shows whether the input pipeline starves the model.
@@ -205,7 +205,7 @@ def anchor_model() -> str | None:
 
 @dataclass(frozen=True)
 class _Planner:
-    """Makes the specs of one run (`plan`)."""
+    """Makes the specs of one run (`plan_measurements`)."""
 
     settings: Settings
     default_jit: Callable[[str, str, int], bool | str]
@@ -329,7 +329,9 @@ class _Planner:
 _UNLOADED = {"loader_workers": []}  # synthetic batches only: the loader is not timed
 
 
-def plan(settings: Settings, *, default_jit, default_workers: int) -> list[Measurement]:
+def plan_measurements(
+    settings: Settings, *, default_jit, default_workers: int
+) -> list[Measurement]:
     """The measurements of a run, in the order they run.
 
     Which models each part measures comes from the model table (`MODELS`): every stage of every
@@ -424,7 +426,7 @@ def run(settings: Settings, data, *, output: Path | None = None, progress=print)
         "loader_workers": DEFAULT_WORKERS,
         "precision": default_precision(gpu=gpu),
     }
-    measurements = plan(
+    measurements = plan_measurements(
         settings, default_jit=default_jit, default_workers=defaults["loader_workers"]
     )
     started = time.time()
