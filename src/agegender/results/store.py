@@ -1,8 +1,8 @@
 """The results folder, ``results/<profile>/<run>/``: its layout, how it is written, how it is read.
 
-One folder per run (a model of `agegender.models.specs`, or an off-the-shelf peer)::
+One folder per run (a model of `agegender.models.specs`, an off-the-shelf peer or a baseline)::
 
-    history.csv       one row per epoch, no gaps, no repeats (models only: peers are not trained)
+    history.csv       one row per epoch, no gaps, no repeats (trained models only)
     metrics.json      test metrics with bootstrap intervals, per group (`evaluation.summarize`)
     predictions.csv   one row per test image
     provenance.json   data, parameters, weights, seed, backend, devices, versions, commit, time
@@ -48,6 +48,15 @@ class RunResults:
         """True for an off-the-shelf peer (`agegender.peer`): tested, never trained here."""
         return "peer" in self.provenance
 
+    @property
+    def baseline(self) -> bool:
+        """True for a trivial baseline (`agegender.baselines`): fitted constants, not trained."""
+        return "baseline" in self.provenance
+
+    @property
+    def trained(self) -> bool:
+        return not (self.peer or self.baseline)
+
 
 def write_run(
     folder: Path,
@@ -81,7 +90,7 @@ def load(folder: Path) -> RunResults:
         AgegenderError: a file is missing, naming it and what to run.
     """
     record = provenance_of(folder)
-    trained = record is None or "peer" not in record
+    trained = record is None or not ({"peer", "baseline"} & set(record))
     needed = (HISTORY, METRICS, PREDICTIONS, PROVENANCE) if trained else (METRICS, PREDICTIONS)
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
@@ -117,9 +126,17 @@ def load_peers(profile: str, paths: Paths | None = None) -> dict[str, RunResults
     Raises:
         AgegenderError: a folder beside the models' that is not a complete run.
     """
+    return {name: run for name, run in _untrained(profile, paths).items() if run.peer}
+
+
+def load_baselines(profile: str, paths: Paths | None = None) -> dict[str, RunResults]:
+    """The trivial baselines' results of one profile, by folder name (none: an empty dict)."""
+    return {name: run for name, run in _untrained(profile, paths).items() if run.baseline}
+
+
+def _untrained(profile: str, paths: Paths | None) -> dict[str, RunResults]:
     folder = (paths or Paths.default()).profile_results(profile)
     if not folder.is_dir():
         return {}
     others = [f for f in sorted(folder.iterdir()) if f.is_dir() and f.name not in model_names()]
-    runs = [load(candidate) for candidate in others]
-    return {run.name: run for run in runs if run.peer}
+    return {candidate.name: load(candidate) for candidate in others}

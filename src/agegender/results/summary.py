@@ -40,9 +40,15 @@ def model_chapter(run: RunResults) -> dict:
     }
 
 
-def comparison_chapter(runs: dict[str, RunResults], peers: dict[str, RunResults]) -> dict:
-    """The comparison's values: the best model on age and on gender, the peer's sentence, the
-    summary tables, and the notices of transfer models that ran without pretrained weights."""
+def comparison_chapter(
+    runs: dict[str, RunResults],
+    peers: dict[str, RunResults],
+    baselines: dict[str, RunResults] | None = None,
+) -> dict:
+    """The comparison's values: the best model on age and on gender, the peer's and the
+    baselines' sentences, the summary tables, and the notices of transfer models that ran
+    without pretrained weights."""
+    baselines = baselines or {}
     best_age = min(runs.values(), key=lambda run: run.metrics["overall"]["age_mae"])
     best_gender = max(runs.values(), key=lambda run: run.metrics["overall"]["gender_accuracy"])
     notices = [provenance.weights_notice(n, r.provenance["weights"]) for n, r in runs.items()]
@@ -51,9 +57,10 @@ def comparison_chapter(runs: dict[str, RunResults], peers: dict[str, RunResults]
         "best_age_mae": f"{best_age.metrics['overall']['age_mae']:.2f}",
         "best_gender_model": f"{best_gender.name} ({tables.weights_tag(best_gender)})",
         "best_gender_accuracy": f"{best_gender.metrics['overall']['gender_accuracy']:.3f}",
-        "summary_table": tables.headline_table({**runs, **peers}),
+        "summary_table": tables.headline_table({**runs, **peers, **baselines}),
         "protocol_table": tables.cost_table(runs),
         "peer_sentence": peer_sentence(peers),
+        "baseline_sentence": baseline_sentence(runs, baselines),
         "weights_notice": MarkdownText("\n\n".join(n for n in notices if n)),
     }
 
@@ -68,3 +75,36 @@ def peer_sentence(peers: dict[str, RunResults]) -> str:
         f"The off-the-shelf peer, untrained here, reaches an age MAE of {overall['age_mae']:.2f} "
         f"years and a gender accuracy of {overall['gender_accuracy']:.3f} on the same images."
     )
+
+
+def baseline_sentence(runs: dict[str, RunResults], baselines: dict[str, RunResults]) -> str:
+    """Which models beat the constant baseline on age MAE and on gender accuracy, in words, with
+    the baseline's own numbers ('' without baselines)."""
+    if not baselines:
+        return ""
+    base = next(iter(baselines.values())).metrics["overall"]
+    sentences = [
+        f"A constant guess (the training split's median age for everyone, and the majority's "
+        f"gender) scores an age MAE of {base['age_mae']:.2f} years and a gender accuracy of "
+        f"{base['gender_accuracy']:.3f}."
+    ]
+    for metric, words, better in (
+        ("age_mae", "age MAE", lambda model, constant: model < constant),
+        ("gender_accuracy", "gender accuracy", lambda model, constant: model > constant),
+    ):
+        behind = [
+            n for n, r in runs.items() if not better(r.metrics["overall"][metric], base[metric])
+        ]
+        if behind:
+            sentences.append(f"{_names(behind)} {_do(behind)} not beat it on {words}.")
+        else:
+            sentences.append(f"Every model beats it on {words}.")
+    return " ".join(sentences)
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _do(names: list[str]) -> str:
+    return "does" if len(names) == 1 else "do"

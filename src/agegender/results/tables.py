@@ -110,12 +110,12 @@ def cost_table(runs: dict[str, RunResults]) -> pd.DataFrame:
     """How each model was trained and what it cost: images, size, epochs, time, device.
 
     The training time adds up every epoch of every invocation of the run (a resumed run counts
-    both parts), plus the one-time feature extraction of a feature model. Peers are left out:
-    they are not trained here (`peer_table`).
+    both parts), plus the one-time feature extraction of a feature model. Peers and baselines
+    are left out: they are not trained here (`peer_table`).
     """
     rows = {}
     for name, run in runs.items():
-        if run.peer:
+        if not run.trained:
             continue
         record = run.provenance
         epochs = f"{record['epochs_run']}"
@@ -160,7 +160,7 @@ FACE_BOXES = {"detector": "its own detector", "whole_image": "the whole image"}
 
 def protocol(runs: dict[str, RunResults]) -> str:
     """One sentence of how the numbers were made: training images, size, epochs, test images."""
-    trained = {name: run.provenance for name, run in runs.items() if not run.peer}
+    trained = {name: run.provenance for name, run in runs.items() if run.trained}
     setups = {
         (r["parameters"]["data"]["train"]["images"], r["parameters"]["image_size"])
         for r in trained.values()
@@ -175,12 +175,20 @@ def protocol(runs: dict[str, RunResults]) -> str:
             f"{r['parameters']['image_size']} px for {r['epochs_run']} epochs"
             for name, r in trained.items()
         ]
-    if len(trained) < len(runs):
-        parts.append("the off-the-shelf peer not trained here")
+    parts += _untrained_parts(runs.values())
     tested = " and ".join(
         f"{n:,}" for n in sorted({r.metrics["overall"]["n"] for r in runs.values()})
     )
     return f"Protocol: {'; '.join(parts)}; all tested on the same {tested} test images."
+
+
+def _untrained_parts(runs) -> list[str]:
+    parts = []
+    if any(run.peer for run in runs):
+        parts.append("the off-the-shelf peer not trained here")
+    if any(run.baseline for run in runs):
+        parts.append("the constant baseline fitted on the training split's labels")
+    return parts
 
 
 def _with_interval(ci: dict, digits: int) -> str:
@@ -195,4 +203,6 @@ def weights_caption(runs: dict[str, RunResults]) -> str:
 
 def weights_tag(run: RunResults) -> str:
     """A table-cell version of `weights_caption`'s entry for one run."""
+    if run.baseline:
+        return "baseline"
     return weights_words(run.name, run.provenance["weights"])[0]
