@@ -446,3 +446,28 @@ def test_run_arguments_are_checked(tmp_path):
         )
     with pytest.raises(ValueError, match="must not shuffle"):
         run_experiment("custom_cnn", train, train, test, results_dir=tmp_path, work_dir=tmp_path)
+
+
+def test_a_resumed_run_continues_exactly_as_the_uninterrupted_one(tmp_path):
+    """Same weights, optimiser state, batch order and random streams (augmentation, dropout)."""
+    options = {**TINY_CNN, "dropout": 0.3, "augmentation": Augmentation()}
+
+    def run(folder, callbacks=()):
+        return run_experiment(
+            "custom_cnn",
+            *loaders(),
+            results_dir=folder / "r",
+            work_dir=folder / "w",
+            config=config(epochs=4),
+            model_options=options,
+            callbacks=callbacks,
+        )
+
+    whole = run(tmp_path / "whole")
+    with pytest.raises(Interrupt):
+        run(tmp_path / "resumed", callbacks=[InterruptAfter(epoch=1)])
+    resumed = run(tmp_path / "resumed")
+    assert resumed.provenance["resumed"] is True
+    columns = ["loss", "val_loss", "age_mae", "gender_accuracy"]
+    pd.testing.assert_frame_equal(resumed.history[columns], whole.history[columns])
+    assert resumed.metrics["overall"] == whole.metrics["overall"]

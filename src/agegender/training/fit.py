@@ -111,6 +111,9 @@ def fit_stage(
         model.fit(
             data["train"],
             validation_data=data["val"],
+            # The loader shuffles, seeded by epoch; Keras' own shuffle would reorder its batches
+            # from the global random state, which a resumed run cannot restore.
+            shuffle=False,
             epochs=first_epoch + epochs,
             initial_epoch=start,
             verbose=config.verbose,

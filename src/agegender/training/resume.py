@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import keras
+import numpy as np
 import pandas as pd
 from keras import ops
 
@@ -20,7 +21,10 @@ class TrainingState(keras.callbacks.Callback):
 
     One folder per stage holds ``history.csv`` (the epochs so far, to watch a run),
     ``state.json`` (the next epoch, the history so far, whether early stopping fired, the other
-    callbacks' counters) and the weights with the optimiser's state (``epoch-N.weights.h5``).
+    callbacks' counters, the layers' random-number states) and the weights with the optimiser's
+    state (``epoch-N.weights.h5``). With the random states (augmentation, dropout; Keras keeps
+    them out of the weights file) and the loader's per-epoch order, a resumed run continues
+    exactly as the uninterrupted one would have.
     The JSON file is replaced last, so it always names a complete weights file. Keras' own
     `BackupAndRestore` restores weights and the epoch, but not the history or the counters of
     early stopping, the learning-rate schedule or the checkpoint; a resumed run would repeat or
@@ -65,6 +69,10 @@ class TrainingState(keras.callbacks.Callback):
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(self.folder / self.state["weights"])
+        for variable, value in zip(
+            random_states(self.model), self.state.get("random_states") or [], strict=False
+        ):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
@@ -89,6 +97,7 @@ class TrainingState(keras.callbacks.Callback):
             weights=weights,
             done=False,
             stopped=bool(self.model.stop_training),
+            random_states=[ops.convert_to_numpy(v).tolist() for v in random_states(self.model)],
         )
         if previous and previous != weights:
             (self.folder / previous).unlink(missing_ok=True)
@@ -101,6 +110,7 @@ class TrainingState(keras.callbacks.Callback):
             weights=None,
             done=True,
             stopped=state.get("stopped", False),
+            random_states=state.get("random_states"),
         )
         for path in self.folder.glob("epoch-*.weights.h5"):
             path.unlink()
@@ -135,6 +145,13 @@ def start(work_dir: Path, fingerprint: str, *, fresh: bool) -> None:
         for name in ("best.keras", "model.keras"):
             (work_dir / name).unlink(missing_ok=True)
     write_json_atomic(path, {"fingerprint": fingerprint})
+
+
+def random_states(model) -> list:
+    """The state variables of the model's random-number generators (augmentation, dropout), in
+    a fixed order: what `model.variables` holds beyond `model.weights`."""
+    weights = {id(variable) for variable in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
 
 
 def _number(value):
