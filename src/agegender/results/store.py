@@ -126,17 +126,25 @@ def load_peers(profile: str, paths: Paths | None = None) -> dict[str, RunResults
     Raises:
         AgegenderError: a folder beside the models' that is not a complete run.
     """
-    return {name: run for name, run in _untrained(profile, paths).items() if run.peer}
+    return _beside_models(profile, paths, "peer")
 
 
 def load_baselines(profile: str, paths: Paths | None = None) -> dict[str, RunResults]:
     """The trivial baselines' results of one profile, by folder name (none: an empty dict)."""
-    return {name: run for name, run in _untrained(profile, paths).items() if run.baseline}
+    return _beside_models(profile, paths, "baseline")
 
 
-def _untrained(profile: str, paths: Paths | None) -> dict[str, RunResults]:
+def _beside_models(profile: str, paths: Paths | None, kind: str) -> dict[str, RunResults]:
+    """The runs of one kind among the profile's folders that are not models (each folder's
+    provenance says its kind; only the runs asked for are read)."""
     folder = (paths or Paths.default()).profile_results(profile)
     if not folder.is_dir():
         return {}
-    others = [f for f in sorted(folder.iterdir()) if f.is_dir() and f.name not in model_names()]
-    return {candidate.name: load(candidate) for candidate in others}
+    found = {}
+    for candidate in sorted(folder.iterdir()):
+        if not candidate.is_dir() or candidate.name in model_names():
+            continue
+        record = provenance_of(candidate)
+        if record is None or kind in record:
+            found[candidate.name] = load(candidate)  # an incomplete folder: says what it lacks
+    return found

@@ -197,12 +197,10 @@ def _with_interval(ci: dict, digits: int) -> str:
 
 def weights_caption(runs: dict[str, RunResults]) -> str:
     """One sentence naming each run's starting weights, flagging non-transfer runs."""
-    entries = [f"{n}: {weights_words(n, r.provenance['weights'])[1]}" for n, r in runs.items()]
+    entries = [f"{n}: {weights_words(n, r.provenance)[1]}" for n, r in runs.items()]
     return "Starting weights: " + "; ".join(entries) + "."
 
 
 def weights_tag(run: RunResults) -> str:
     """A table-cell version of `weights_caption`'s entry for one run."""
-    if run.baseline:
-        return "baseline"
-    return weights_words(run.name, run.provenance["weights"])[0]
+    return weights_words(run.name, run.provenance)[0]
