@@ -116,6 +116,7 @@ def write_run(folder, *, weights_kind="none", age_offset=0.0, seed=0):
         {
             "epoch": [0, 1],
             "stage": "train",
+            "epoch_time_s": [40.0, 40.0],
             "loss": [2.0, 1.0],
             "val_loss": [2.1, 1.5],
             "age_mae": [9.0, 7.0],
@@ -129,6 +130,7 @@ def write_run(folder, *, weights_kind="none", age_offset=0.0, seed=0):
             {
                 "weights": {"kind": weights_kind, "path": None, "md5": None},
                 "wall_time_s": 90,
+                "seed": seed,
                 "epochs_run": 2,
                 "backend": "tensorflow",
                 "devices": ["cpu:0"],

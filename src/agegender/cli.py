@@ -88,6 +88,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
+    study = commands.add_parser(
+        "study", help="run a profile's studies (recipe selection, seeds, data size) into results/"
+    )
+    study.add_argument("profile", help="a profile with a 'studies' section, e.g. cpu")
+    study.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        default=None,
+        metavar="STUDY[,STUDY]",
+        help="studies by name (default: all the profile's)",
+    )
+    study.add_argument(
+        "--fresh", action="store_true", help="start every variant over instead of resuming"
+    )
+    _data_options(study)
+    study.set_defaults(handler=_study)
+
     build = commands.add_parser("build", help="build the book (warnings are errors)")
     build.set_defaults(handler=_build)
 
@@ -204,6 +221,17 @@ def _run(args: argparse.Namespace) -> int:
         args.profile, only=args.only, overrides=runner.parse_overrides(args.parameter)
     )
     runner.execute(steps)
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    from agegender import runner, studies
+
+    profile = runner.load_profile(args.profile)
+    chosen = studies.select(studies.studies(profile), args.only)
+    data = _prepare_data(args)
+    for study in chosen:
+        studies.run(data, profile, study, fresh=args.fresh)
     return 0
 
 

@@ -296,3 +296,30 @@ def scaling_lines(scaling: dict) -> Figure:
         ax.legend(fontsize=8, title="time ∝ images^b", title_fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def data_size_curve(table: pd.DataFrame, final: dict | None = None) -> Figure:
+    """Age MAE and gender accuracy against training images (log axis), from
+    `agegender.results.studies.data_size_table`; `final` (``images``, ``age MAE``,
+    ``gender accuracy``, ``label``) adds the profile's own full run as a separate marker."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    split = "validation" if set(table["split"]) == {"val"} else "test"
+    for ax, column in zip(axes, ("age MAE", "gender accuracy"), strict=True):
+        ax.plot(table["training images"], table[column], marker="o", label="same epoch budget")
+        if final is not None:
+            ax.plot(
+                final["images"],
+                final[column],
+                marker="*",
+                markersize=12,
+                linestyle="none",
+                color="black",
+                label=final["label"],
+            )
+        ax.set(xscale="log", xlabel="training images", ylabel=f"{split} {column}")
+        ax.set_xticks(table["training images"].tolist() + ([final["images"]] if final else []))
+        ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.minorticks_off()
+    axes[1].legend(fontsize=8)
+    figure.tight_layout()
+    return figure

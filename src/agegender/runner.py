@@ -62,6 +62,7 @@ def load_profile(name: str) -> dict:
     return {
         "parameters": {"profile": name, **profile.get("parameters", {})},
         "chapters": profile.get("chapters", {}),
+        "studies": profile.get("studies", {}),
         "description": profile.get("description", ""),
     }
 

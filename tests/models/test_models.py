@@ -96,6 +96,10 @@ def test_custom_cnn_options_change_its_shape():
     assert small.count_params() < large.count_params()
     convolutions = [layer for layer in parts(large)[0].layers if "conv" in layer.name]
     assert [layer.filters for layer in convolutions] == [8, 16, 32]
+    double = build("custom_cnn", image_size=SIZE, width=8, depth=3, units=8, convs=2)
+    convolutions = [layer for layer in parts(double)[0].layers if "conv" in layer.name]
+    assert [layer.filters for layer in convolutions] == [8, 8, 16, 16, 32, 32]
+    assert double.count_params() > large.count_params()
 
 
 def test_frozen_vgg16_base_has_no_trainable_weights(vgg16):
@@ -255,6 +259,7 @@ def test_the_augmentation_compiles_with_xla_and_survives_saving(tmp_path, images
         ({"name": "custom_cnn", "image_size": 8, "depth": 5}, "Received: image_size=8"),
         ({"name": "custom_cnn", "image_size": SIZE, "weights": "imagenet"}, "no ImageNet weights"),
         ({"name": "custom_cnn", "image_size": SIZE, "channels": 2}, "Received: channels=2"),
+        ({"name": "custom_cnn", "image_size": SIZE, "convs": 0}, "Received: convs=0"),
         ({"name": "custom_cnn", "image_size": SIZE, "age_head": "ordinal"}, "Received: age_head="),
         ({"name": "custom_cnn", "image_size": SIZE, "dropout": 1.5}, "Received: dropout=1.5"),
         ({"name": "vgg16_features", "image_size": 16, "weights": None}, "Received: image_size=16"),

@@ -37,13 +37,15 @@ def custom_cnn(
     weights=None,
     width: int = 32,
     depth: int = 5,
+    convs: int = 1,
     units: int = 128,
     dropout: float = 0.3,
     age_head: str = "regression",
     augmentation: Augmentation | None = None,
     seed: int | None = None,
 ) -> keras.Model:
-    """A CNN trained from scratch: `depth` blocks of conv, batch norm, ReLU and max-pool.
+    """A CNN trained from scratch: `depth` blocks of `convs` times (conv, batch norm, ReLU), then
+    a max-pool.
 
     Block ``i`` has ``width * 2**i`` filters, at most ``8 * width``; the defaults give about 1M
     parameters (the trunk ends in global average pooling, so the count does not depend on the
@@ -56,6 +58,7 @@ def custom_cnn(
             to start from (returned as loaded), or a `WeightsInfo`.
         width: filters of the first block.
         depth: number of convolution blocks.
+        convs: 3x3 convolutions per block (2 as in VGG; each costs about as much again).
         units, dropout, age_head: see `heads`.
         augmentation: training-time augmentation, or None.
         seed: seed of the augmentation layers.
@@ -63,7 +66,7 @@ def custom_cnn(
     Returns:
         An uncompiled `keras.Model` named ``custom_cnn`` with outputs ``age`` and ``gender``.
     """
-    check_positive_int(image_size=image_size, width=width, depth=depth)
+    check_positive_int(image_size=image_size, width=width, depth=depth, convs=convs)
     check_choice(channels=channels, choices=(1, 3))
     check_head_options(units=units, dropout=dropout, pooling="avg", age_head=age_head)
     if image_size < 2**depth:
@@ -77,13 +80,15 @@ def custom_cnn(
     x = keras.layers.Rescaling(1 / 255, name="scale_0_1")(x)
     for block in range(depth):
         filters = width * 2 ** min(block, 3)
-        x = keras.layers.Conv2D(
-            filters, 3, padding="same", use_bias=False, name=f"block{block + 1}_conv"
-        )(x)
-        # momentum 0.9: the moving statistics settle within a few hundred steps, which short
-        # runs on small subsets need (with 0.99, inference-mode outputs lag far behind)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{block + 1}_bn")(x)
-        x = keras.layers.Activation("relu", name=f"block{block + 1}_relu")(x)
+        for conv in range(convs):
+            name = f"block{block + 1}" + (f"_{conv + 1}" if conv else "")
+            x = keras.layers.Conv2D(
+                filters, 3, padding="same", use_bias=False, name=f"{name}_conv"
+            )(x)
+            # momentum 0.9: the moving statistics settle within a few hundred steps, which short
+            # runs on small subsets need (with 0.99, inference-mode outputs lag far behind)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+            x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{block + 1}_pool")(x)
     extractor = keras.Model(images, x, name="extractor")
     head_model = heads(

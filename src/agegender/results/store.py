@@ -1,6 +1,7 @@
 """The results folder, ``results/<profile>/<run>/``: its layout, how it is written, how it is read.
 
-One folder per run (a model of `agegender.models.specs`, an off-the-shelf peer or a baseline)::
+One folder per run (a model of `agegender.models.specs`, an off-the-shelf peer or a baseline;
+a study's runs, `agegender.studies`, in ``results/<profile>/studies/<study>/<variant>/``)::
 
     history.csv       one row per epoch, no gaps, no repeats (trained models only)
     metrics.json      test metrics with bootstrap intervals, per group (`evaluation.summarize`)
@@ -25,6 +26,7 @@ from agegender.errors import AgegenderError
 from agegender.files import write_json_atomic, write_text_atomic
 from agegender.models.specs import model_names
 
+STUDIES = "studies"
 HISTORY, METRICS, PREDICTIONS, PROVENANCE = (
     "history.csv",
     "metrics.json",
@@ -142,9 +144,15 @@ def _beside_models(profile: str, paths: Paths | None, kind: str) -> dict[str, Ru
         return {}
     found = {}
     for candidate in sorted(folder.iterdir()):
-        if not candidate.is_dir() or candidate.name in model_names():
+        if not candidate.is_dir() or candidate.name in (*model_names(), STUDIES):
             continue
         record = provenance_of(candidate)
         if record is None or kind in record:
             found[candidate.name] = load(candidate)  # an incomplete folder: says what it lacks
     return found
+
+
+def load_study(profile: str, study: str, variants, paths: Paths | None = None) -> dict:
+    """The finished runs of one study's variants, in the order given (absent ones left out)."""
+    folder = (paths or Paths.default()).profile_results(profile) / STUDIES / study
+    return {name: load(folder / name) for name in variants if (folder / name).is_dir()}

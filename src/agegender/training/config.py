@@ -8,6 +8,9 @@ from agegender.checks import check_choice, check_non_negative_int
 
 # Per-head loss of the age in years, by the Keras loss it names.
 AGE_LOSSES = {"mae": "mean_absolute_error", "mse": "mean_squared_error", "huber": "huber"}
+# How the learning rate moves: lowered when the validation loss stalls, or a cosine decay over the
+# stage's epochs (to `min_learning_rate`).
+SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass(frozen=True)
@@ -17,11 +20,15 @@ class TrainingConfig:
     Attributes:
         epochs: epochs of the first stage (the whole model, or the heads of a frozen base).
         learning_rate: learning rate of the first stage.
-        optimizer: a Keras optimizer name, e.g. ``"adam"``.
+        optimizer: a Keras optimizer name, e.g. ``"adam"`` or ``"adamw"``.
+        weight_decay: decoupled weight decay of the optimiser (0: none).
+        schedule: ``"plateau"`` (lower the rate by `reduce_lr_factor` when the validation loss
+            stalls) or ``"cosine"`` (decay it to `min_learning_rate` over the stage's epochs).
         age_loss: ``"mae"``, ``"mse"`` or ``"huber"`` (on the age in years).
         age_loss_weight, gender_loss_weight: weights of the two losses in the total.
         early_stopping_patience: epochs without a better validation loss before stopping.
-        reduce_lr_patience: epochs without a better validation loss before lowering the rate.
+        reduce_lr_patience: epochs without a better validation loss before lowering the rate
+            (``schedule="plateau"``).
         reduce_lr_factor: factor of each lowering.
         min_learning_rate: the rate is never lowered below this.
         fine_tune_epochs: epochs of the second stage (models whose spec has a ``fine_tune``
@@ -39,6 +46,8 @@ class TrainingConfig:
     epochs: int = 10
     learning_rate: float = 1e-3
     optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "plateau"
     age_loss: str = "mae"
     age_loss_weight: float = 1.0
     gender_loss_weight: float = 1.0
@@ -64,6 +73,7 @@ class TrainingConfig:
                 f"epochs={self.epochs}, fine_tune_epochs={self.fine_tune_epochs}"
             )
         check_choice(age_loss=self.age_loss, choices=tuple(AGE_LOSSES))
+        check_choice(schedule=self.schedule, choices=SCHEDULES)
         self._check_rates()
 
     def _check_rates(self) -> None:
@@ -79,6 +89,10 @@ class TrainingConfig:
             raise ValueError(
                 "Loss weights must not be negative. Received: "
                 f"{self.age_loss_weight}, {self.gender_loss_weight}"
+            )
+        if not 0 <= self.weight_decay < 1:
+            raise ValueError(
+                f"weight_decay must be in [0, 1). Received: weight_decay={self.weight_decay}"
             )
 
     @classmethod

@@ -38,7 +38,13 @@ from agegender.training import resume
 from agegender.training.config import TrainingConfig
 from agegender.training.features import feature_batches
 from agegender.training.fit import compile_model, fit_stage, predict
-from agegender.training.runtime import default_jit_compile, default_precision, dtype_policy
+from agegender.training.runtime import (
+    default_jit_compile,
+    default_precision,
+    dtype_policy,
+    seed_everything,
+    xla_allowed,
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -102,12 +108,16 @@ def run_experiment(
 ) -> Experiment:
     """Train and evaluate one model, and write its results.
 
+    A run without a test loader is a *selection* run: its results are on the validation split
+    (``metrics["split"] == "val"``), so that choosing between settings never reads the test split.
+
     Started again after an interruption (same arguments, same work folder), it continues from
     the last finished epoch; started again after it finished, it re-evaluates the best model.
 
     Args:
         name: a model name (`agegender.models.specs.MODELS`).
-        train, val, test: `FaceBatches` loaders; image size and channels are read from them.
+        train, val, test: `FaceBatches` loaders; image size and channels are read from them;
+            `test` None for a selection run.
         results_dir: the run's results folder (`agegender.results.store`).
         work_dir: this run's folder for models, features and training state (not committed).
         config: the `TrainingConfig` (default: its defaults).
@@ -124,10 +134,14 @@ def run_experiment(
     """
     started = time.time()
     config = config or TrainingConfig()
-    loaders = dict(zip(SPLITS, (train, val, test), strict=True))
+    loaders = {
+        split: loader
+        for split, loader in zip(SPLITS, (train, val, test), strict=True)
+        if loader is not None
+    }
     work_dir = Path(work_dir)
     check_request(name, config, model_options or {}, loaders)
-    keras.utils.set_random_seed(config.seed)
+    deterministic = seed_everything(config.seed)
     plan = plan_run(name, config, model_options or {}, loaders)
     resume.start(work_dir, plan.fingerprint, fresh=fresh)
     with dtype_policy(plan.dtype_policy):
@@ -143,23 +157,24 @@ def run_experiment(
         history, resumed = fit_stages(inputs, plan, config, work_dir, callbacks)
         best, model_path, val_table, test_table = evaluate(inputs, plan, work_dir)
     history_table = histories.history_table(history)
-    metrics = evaluation.summarize(
-        test_table, resamples=config.bootstrap_resamples, seed=config.seed
-    )
+    reported = val_table if test_table is None else test_table
+    metrics = evaluation.summarize(reported, resamples=config.bootstrap_resamples, seed=config.seed)
+    metrics["split"] = "val" if test_table is None else "test"
     metrics["validation"] = evaluation.to_json_ready(evaluation.metrics(val_table))
     metrics["best_epoch"] = histories.best_epoch(history_table)
     record = run_record(plan, config, history_table, inputs, resumed, provenance, started)
+    record["deterministic_kernels"] = deterministic
     store.write_run(
         Path(results_dir),
         history=history_table,
-        predictions=test_table,
+        predictions=reported,
         metrics=metrics,
         provenance=record,
     )
     return Experiment(
         model=best,
         history=history_table,
-        predictions=test_table,
+        predictions=reported,
         metrics=metrics,
         provenance=record,
         results_dir=Path(results_dir),
@@ -184,7 +199,7 @@ def check_request(name: str, config: TrainingConfig, options: dict, loaders: dic
         )
     _check_options(model, options)
     for split_name in ("val", "test"):
-        if getattr(loaders[split_name], "shuffle", False):
+        if getattr(loaders.get(split_name), "shuffle", False):
             raise ValueError(f"The {split_name} loader must not shuffle. Received: shuffle=True")
 
 
@@ -217,6 +232,8 @@ def plan_run(name: str, config: TrainingConfig, options: dict, loaders: dict) ->
     jit = config.jit_compile
     if jit is None:
         jit = default_jit_compile(keras.backend.backend(), name, gpu=gpu, image_size=image_size)
+    if jit is True and not xla_allowed(keras.backend.backend()):
+        jit = False
     parameters = {
         "model": name,
         "image_size": image_size,
@@ -281,6 +298,9 @@ def fit_stages(inputs: ModelInputs, plan: RunPlan, config: TrainingConfig, work_
             fit_model,
             learning_rate=learning_rate,
             optimizer=config.optimizer,
+            weight_decay=config.weight_decay,
+            decay_steps=len(inputs.data["train"]) * epochs if config.schedule == "cosine" else None,
+            min_learning_rate=config.min_learning_rate,
             age_loss=config.age_loss,
             age_loss_weight=config.age_loss_weight,
             gender_loss_weight=config.gender_loss_weight,
@@ -305,10 +325,12 @@ def fit_stages(inputs: ModelInputs, plan: RunPlan, config: TrainingConfig, work_
 
 
 def evaluate(inputs: ModelInputs, plan: RunPlan, work_dir: Path):
-    """The best model end to end, where it is saved, and its validation and test predictions."""
+    """The best model end to end, where it is saved, and its validation and test predictions
+    (None without a test loader)."""
     best_path = work_dir / "best.keras"
     best = load_checkpoint(best_path) if best_path.is_file() else inputs.fit_model
-    val_table, test_table = predict(best, inputs.data["val"]), predict(best, inputs.data["test"])
+    val_table = predict(best, inputs.data["val"])
+    test_table = predict(best, inputs.data["test"]) if "test" in inputs.data else None
     if inputs.extractor is None:
         return best, best_path, val_table, test_table
     model = assemble(inputs.extractor, best, name=plan.model.name)

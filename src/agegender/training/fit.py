@@ -16,6 +16,9 @@ def compile_model(
     *,
     learning_rate: float,
     optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    decay_steps: int | None = None,
+    min_learning_rate: float = 0.0,
     age_loss: str = "mae",
     age_loss_weight: float = 1.0,
     gender_loss_weight: float = 1.0,
@@ -25,8 +28,12 @@ def compile_model(
 
     Args:
         model: a model with the outputs ``age`` and ``gender`` (or heads alone).
-        learning_rate: the optimiser's learning rate.
+        learning_rate: the optimiser's (first) learning rate.
         optimizer: a Keras optimizer name.
+        weight_decay: the optimiser's decoupled weight decay (0: none).
+        decay_steps: decay the rate along a cosine to `min_learning_rate` over this many steps
+            (None: a constant rate, which callbacks may lower).
+        min_learning_rate: the end of the cosine decay.
         age_loss: ``"mae"``, ``"mse"`` or ``"huber"``.
         age_loss_weight, gender_loss_weight: weights of the two losses.
         jit_compile: compile the steps with XLA (True), not (False), or as the backend chooses
@@ -36,10 +43,16 @@ def compile_model(
         The same model, compiled.
     """
     check_choice(age_loss=age_loss, choices=tuple(AGE_LOSSES))
+    rate = learning_rate
+    if decay_steps is not None:
+        rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate,
+            decay_steps=decay_steps,
+            alpha=min(1.0, min_learning_rate / learning_rate),
+        )
+    settings = {"learning_rate": rate} | ({"weight_decay": weight_decay} if weight_decay else {})
     model.compile(
-        optimizer=keras.optimizers.get(
-            {"class_name": optimizer, "config": {"learning_rate": learning_rate}}
-        ),
+        optimizer=keras.optimizers.get({"class_name": optimizer, "config": settings}),
         loss={"age": AGE_LOSSES[age_loss], "gender": "binary_crossentropy"},
         loss_weights={"age": age_loss_weight, "gender": gender_loss_weight},
         metrics={
@@ -85,26 +98,18 @@ def fit_stage(
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.early_stopping_patience
     )
-    reduce_lr = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss",
-        factor=config.reduce_lr_factor,
-        patience=config.reduce_lr_patience,
-        min_lr=config.min_learning_rate,
-    )
-    checkpoint = keras.callbacks.ModelCheckpoint(
+    kept = {"early_stopping": early_stopping}
+    if config.schedule == "plateau":
+        kept["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=config.reduce_lr_factor,
+            patience=config.reduce_lr_patience,
+            min_lr=config.min_learning_rate,
+        )
+    kept["checkpoint"] = keras.callbacks.ModelCheckpoint(
         best_path, monitor="val_loss", save_best_only=True, initial_value_threshold=best_so_far
     )
-    tracker = TrainingState(
-        state_dir,
-        fingerprint,
-        stage=stage,
-        state=state,
-        callbacks={
-            "early_stopping": early_stopping,
-            "reduce_lr": reduce_lr,
-            "checkpoint": checkpoint,
-        },
-    )
+    tracker = TrainingState(state_dir, fingerprint, stage=stage, state=state, callbacks=kept)
     start = state["next_epoch"] if state else first_epoch
     if not (state and state["stopped"]) and start < first_epoch + epochs:
         set_loader_epoch(data["train"], start)
@@ -117,7 +122,7 @@ def fit_stage(
             epochs=first_epoch + epochs,
             initial_epoch=start,
             verbose=config.verbose,
-            callbacks=[early_stopping, reduce_lr, checkpoint, tracker, *callbacks],
+            callbacks=[*kept.values(), tracker, *callbacks],
         )
     tracker.finish()
     return tracker.history, state is not None

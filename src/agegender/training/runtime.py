@@ -25,6 +25,16 @@ def default_jit_compile(backend: str, model: str, *, gpu: bool, image_size: int)
     return "auto"
 
 
+def xla_allowed(backend: str) -> bool:
+    """False on TensorFlow with op determinism on: Keras then compiles without XLA (not every
+    XLA kernel is deterministic), so a run records that it ran without."""
+    if backend != "tensorflow":
+        return True
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    return not is_op_determinism_enabled()
+
+
 def default_precision(*, gpu: bool) -> str:
     """``mixed_float16`` on a GPU; ``float32`` on a CPU, where `agegender bench` measured
     ``mixed_bfloat16`` several times slower (a CPU without bfloat16 arithmetic emulates it)."""
@@ -42,3 +52,22 @@ def dtype_policy(name: str):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def seed_everything(seed: int) -> bool:
+    """Seed Python, NumPy and the backend, and ask the backend for deterministic kernels.
+
+    Returns whether deterministic kernels are on: TensorFlow's op determinism, which also turns
+    XLA off (`xla_allowed`); JAX's CPU kernels are deterministic as they are; torch's
+    `use_deterministic_algorithms` is not forced here, as some of its kernels then refuse to run.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+        return True
+    return backend == "jax"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
+from agegender.checks import check_choice
 from agegender.data.dataset import UTKFace
 from agegender.data.manifest import dataset_fingerprint
 from agegender.files import file_sha256
@@ -35,6 +36,8 @@ def train_on_utkface(
     max_train_images: int | None = None,
     max_eval_images: int | None = None,
     augment: bool | None = None,
+    run: str | None = None,
+    evaluate_on: str = "test",
     fresh: bool = False,
     **settings,
 ) -> Experiment:
@@ -50,16 +53,19 @@ def train_on_utkface(
         max_train_images: a fixed subset of the training images (None: all).
         max_eval_images: a fixed subset of the validation and test images (None: all).
         augment: train with `Augmentation` (None: as the spec says, `ModelSpec.augments`).
+        run: the run's folder under ``results/<profile>/`` (None: the model's name).
+        evaluate_on: ``"test"``, or ``"val"`` for a selection run that never reads the test split.
         fresh: start over instead of resuming an interrupted run.
         **settings: `TrainingConfig` fields (``epochs``, ``learning_rate``, ``seed``, ...) and the
             builder's options (``weights``, ``width``, ``dropout``, ...), by name.
 
     Returns:
-        The `Experiment`; its files are in ``results/<profile>/<name>/``.
+        The `Experiment`; its files are in ``results/<profile>/<run>/``.
 
     Raises:
         ValueError: a setting that is neither a `TrainingConfig` field nor a builder option.
     """
+    check_choice(evaluate_on=evaluate_on, choices=("test", "val"))
     config, options = split_settings(name, settings)
     if augment is None:
         augment = spec(name).augments
@@ -74,14 +80,15 @@ def train_on_utkface(
             seed=config.seed,
         )
         for which in ("train", "val", "test")
+        if which != "test" or evaluate_on == "test"
     }
     return run_experiment(
         name,
         loaders["train"],
         loaders["val"],
-        loaders["test"],
-        results_dir=data.paths.run_results(profile, name),
-        work_dir=data.paths.run_work(profile, name),
+        loaders.get("test"),
+        results_dir=data.paths.run_results(profile, run or name),
+        work_dir=data.paths.run_work(profile, run or name),
         feature_cache_dir=data.paths.features,
         config=config,
         model_options=options,
@@ -123,6 +130,14 @@ def builder_defaults(name: str) -> dict:
     }
 
 
+def setting_names(name: str) -> set[str]:
+    """Every setting one model's run takes by name (`train_on_utkface`'s keyword arguments, less
+    the run's folder and the fresh start, and the `default_settings`)."""
+    own = inspect.signature(train_on_utkface).parameters.values()
+    required = {p.name for p in own if p.kind is p.KEYWORD_ONLY and p.default is p.empty}
+    return (required - {"profile"}) | set(default_settings(name))
+
+
 def default_settings(name: str) -> dict:
     """Every setting of one model's run with its default: the loaders', `train_on_utkface`'s,
     `TrainingConfig`'s and the builder's (the one source a chapter's parameters must match)."""
@@ -130,7 +145,9 @@ def default_settings(name: str) -> dict:
     defaults = {
         p.name: p.default
         for p in own
-        if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name != "fresh"
+        if p.kind is p.KEYWORD_ONLY
+        and p.default is not p.empty
+        and p.name not in ("fresh", "run", "evaluate_on")
     }
     defaults["augment"] = spec(name).augments
     defaults |= {f.name: f.default for f in dataclasses.fields(TrainingConfig)}
