@@ -12,7 +12,7 @@ EXTRAS ?= dev,peer,bench
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup report book test bench clean
+.PHONY: help setup report studies book test bench clean
 
 ## List the targets
 help:
@@ -34,6 +34,11 @@ report: setup
 	$(BIN)/agegender data prepare
 	$(BIN)/agegender run $(PROFILE)
 	$(BIN)/agegender build
+
+## Run the profile's studies (recipe selection, seeds, data size) into results/ (PROFILE as above)
+studies: setup
+	$(BIN)/agegender data prepare
+	$(BIN)/agegender study $(PROFILE)
 
 ## Build the book from the committed chapters only (fast, offline, no data needed)
 book: setup

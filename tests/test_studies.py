@@ -96,3 +96,22 @@ def test_a_selection_study_writes_validation_results_only(utkface_folder, projec
     # the study's folders are not mistaken for peers or baselines
     assert store.load_baselines("smoke", project) == {}
     assert json.loads((project.run_results("smoke", "studies/s/wide") / "metrics.json").read_text())
+
+
+def test_the_cpu_chapter_uses_the_recipe_its_committed_study_chose():
+    """The custom CNN chapter's settings are the committed recipe study's choice, by its rule."""
+    from agegender.results import studies as study_results
+    from agegender.training.utkface import default_settings
+
+    loaded = runner.load_profile("cpu")
+    recipe = studies.studies(loaded)["recipe"]
+    runs = store.load_study("cpu", "recipe", recipe.variants)
+    assert set(runs) == set(recipe.variants), "commit every variant's results"
+    chosen = study_results.chosen_recipe(recipe.variants, runs)
+    chapter = {**default_settings("custom_cnn"), **loaded["chapters"]["02_custom_cnn"]}
+    assert {key: chapter[key] for key in chosen} == chosen
+    # and every variant changed only what it says, on the reference's data
+    for name, run in runs.items():
+        recorded = run.provenance["parameters"]
+        assert recorded["data"]["train"]["images"] == recipe.settings["max_train_images"]
+        assert "test" not in recorded["data"], f"{name} read the test split"

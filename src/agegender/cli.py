@@ -229,6 +229,9 @@ def _study(args: argparse.Namespace) -> int:
 
     profile = runner.load_profile(args.profile)
     chosen = studies.select(studies.studies(profile), args.only)
+    if not chosen:
+        print(f"Profile {profile['parameters']['profile']!r} declares no studies.")
+        return 0
     data = _prepare_data(args)
     for study in chosen:
         studies.run(data, profile, study, fresh=args.fresh)

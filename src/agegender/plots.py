@@ -305,7 +305,14 @@ def data_size_curve(table: pd.DataFrame, final: dict | None = None) -> Figure:
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     split = "validation" if set(table["split"]) == {"val"} else "test"
     for ax, column in zip(axes, ("age MAE", "gender accuracy"), strict=True):
-        ax.plot(table["training images"], table[column], marker="o", label="same epoch budget")
+        ax.errorbar(
+            table["training images"],
+            table[column],
+            yerr=table[f"{column} sd"].fillna(0),
+            marker="o",
+            capsize=3,
+            label="same epoch budget (bars: sd over seeds)",
+        )
         if final is not None:
             ax.plot(
                 final["images"],

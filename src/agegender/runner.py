@@ -8,12 +8,15 @@ names are refused, and values must match the type hints of the parameters cell.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +34,7 @@ class Step:
 
     notebook: Path
     parameters: dict
+    profile: str | None = None
 
 
 def profiles() -> list[str]:
@@ -187,7 +191,7 @@ def _resolve_step(
     chosen = {name: values[name] for name in parameters if name in values}
     for name, value in chosen.items():
         _check_type(notebook, name, value, parameters[name]["inferred_type_name"])
-    return Step(notebook, chosen)
+    return Step(notebook, chosen, settings["parameters"]["profile"])
 
 
 def _check_type(notebook: Path, name: str, value, hint: str) -> None:
@@ -216,6 +220,7 @@ def execute(steps: list[Step]) -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kernels inherit it: no TF notices
     for step in steps:
+        started = time.time()
         running = step.notebook.with_name(f".{step.notebook.stem}.running.ipynb")
         failed = step.notebook.with_suffix(".failed.ipynb")
         print(f"== {step.notebook.name} {step.parameters}", flush=True)
@@ -242,6 +247,28 @@ def execute(steps: list[Step]) -> None:
         tidy(running)
         os.replace(running, step.notebook)
         failed.unlink(missing_ok=True)
+        seconds = round(time.time() - started, 1)
+        print(f"== {step.notebook.name} done in {seconds:.0f} s", flush=True)
+        record_time(step, seconds)
+
+
+def record_time(step: Step, seconds: float) -> None:
+    """Add one chapter's wall time to ``results/<profile>/chapter_times.json`` (the last
+    execution of each chapter, with the commit it ran at), for the budget in the profile."""
+    from agegender.config import Paths
+    from agegender.files import write_json_atomic
+    from agegender.provenance import git_commit
+
+    if step.profile is None:
+        return
+    path = Paths.default().profile_results(step.profile) / "chapter_times.json"
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    times[step.notebook.stem] = {
+        "seconds": seconds,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **git_commit(),
+    }
+    write_json_atomic(path, dict(sorted(times.items())))
 
 
 # TensorFlow's C++ log lines ("I0000 00:00:17... cudart_stub.cc:31] ...") and absl's preamble.

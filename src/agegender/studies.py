@@ -11,6 +11,12 @@ settings its variants share; each variant changes a few of them::
         variants:
           reference: {}
           cosine: {optimizer: adamw, schedule: cosine}
+      seeds:
+        model: custom_cnn
+        from_chapter: 02_custom_cnn  # the chapter's recipe, under these changes
+        evaluate_on: test
+        settings: {max_train_images: 4000}
+        variants: {seed_0: {seed: 0}, seed_1: {seed: 1}}
 
 The profile's shared parameters (seed, image size, weights, ...) apply beneath the study's. Each
 variant is an ordinary run (`agegender.training.utkface.train_on_utkface`), written to
@@ -40,6 +46,7 @@ class Study:
     evaluate_on: str
     settings: dict  # shared by the variants, over the profile's parameters
     variants: dict[str, dict]  # variant name -> the settings it changes
+    chapter: dict | None = None  # the chapter values it starts from (``from_chapter``)
 
     def run_name(self, variant: str) -> str:
         """The variant's folder under ``results/<profile>/`` (and ``data/work/<profile>/``)."""
@@ -55,7 +62,8 @@ class Study:
         if spec(self.model).base is None:
             known.discard("weights")  # the profile's ImageNet weights are not this model's
         base = {key: value for key, value in shared.items() if key in known}
-        return {**base, **self.settings, **self.variants[variant]}
+        chapter = {key: value for key, value in (self.chapter or {}).items() if key in known}
+        return {**base, **chapter, **self.settings, **self.variants[variant]}
 
 
 def studies(profile: dict) -> dict[str, Study]:
@@ -67,12 +75,12 @@ def studies(profile: dict) -> dict[str, Study]:
     """
     found = {}
     for name, entry in (profile.get("studies") or {}).items():
-        found[name] = _study(name, entry)
+        found[name] = _study(name, entry, profile.get("chapters") or {})
     return found
 
 
-def _study(name: str, entry: dict) -> Study:
-    known_keys = {"model", "about", "evaluate_on", "settings", "variants"}
+def _study(name: str, entry: dict, chapters: dict) -> Study:
+    known_keys = {"model", "about", "evaluate_on", "settings", "variants", "from_chapter"}
     unknown = sorted(set(entry) - known_keys)
     if unknown:
         raise AgegenderError(f"Study {name!r} has unknown key(s) {unknown}; known: {known_keys}.")
@@ -87,6 +95,12 @@ def _study(name: str, entry: dict) -> Study:
         )
     if not entry.get("variants"):
         raise AgegenderError(f"Study {name!r} has no variants.")
+    chapter = entry.get("from_chapter")
+    if chapter is not None and chapter not in chapters:
+        raise AgegenderError(
+            f"Study {name!r} starts from chapter {chapter!r}, which the profile does not set; "
+            f"it sets {sorted(chapters)}."
+        )
     study = Study(
         name=name,
         model=entry["model"],
@@ -94,6 +108,7 @@ def _study(name: str, entry: dict) -> Study:
         evaluate_on=entry.get("evaluate_on", "val"),
         settings=dict(entry.get("settings") or {}),
         variants={key: dict(value or {}) for key, value in entry["variants"].items()},
+        chapter=dict(chapters[chapter]) if chapter else None,
     )
     _check_settings(study)
     return study

@@ -104,10 +104,15 @@ def test_data_size_table_orders_by_training_images(paths):
     folder = paths.profile_results("smoke") / store.STUDIES / "data_size"
     set_scores(folder / "n4000", mae=7.0, accuracy=0.85, images=4000)
     set_scores(folder / "n1000", mae=9.0, accuracy=0.75, images=1000)
-    runs = store.load_study("smoke", "data_size", ["n4000", "n1000"], paths)
-    table = results.data_size_table(runs)
-    assert table["training images"].tolist() == [1000, 4000]
-    assert table["age MAE"].tolist() == [9.0, 7.0]
+    write_run(folder / "n4000_seed_1", seed=1)
+    set_scores(folder / "n4000_seed_1", mae=7.4, accuracy=0.87, images=4000)
+    runs = store.load_study("smoke", "data_size", ["n4000", "n1000", "n4000_seed_1"], paths)
+    table = results.data_size_table(runs).set_index("training images")
+    assert table.index.tolist() == [1000, 4000]
+    assert table["runs"].tolist() == [1, 2]
+    assert table.loc[4000, "age MAE"] == pytest.approx(7.2)
+    assert table.loc[4000, "gender accuracy sd"] == pytest.approx(0.014, abs=1e-3)
+    assert math.isnan(table.loc[1000, "age MAE sd"])
 
 
 def test_time_to_accuracy_counts_epochs_and_feature_extraction(paths):

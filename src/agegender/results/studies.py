@@ -135,21 +135,40 @@ def seed_table(runs: dict[str, RunResults]) -> pd.DataFrame:
 
 
 def data_size_table(runs: dict[str, RunResults]) -> pd.DataFrame:
-    """Validation (or test) scores by number of training images, smallest first."""
-    rows = []
-    for run in runs.values():
-        mae, accuracy = _scores(run)
-        rows.append(
+    """Scores by number of training images, smallest first: the mean over the runs of each size
+    (several seeds) with their standard deviation (NaN for a single run)."""
+    rows = pd.DataFrame(
+        [
             {
                 "training images": _train_images(run),
-                "age MAE": round(mae, 2),
-                "gender accuracy": round(accuracy, 3),
-                "epochs (best)": _epochs(run),
-                "training time (min)": round(training_seconds(run.provenance) / 60, 1),
+                "age MAE": _scores(run)[0],
+                "gender accuracy": _scores(run)[1],
+                "training time (min)": training_seconds(run.provenance) / 60,
                 "split": run.metrics.get("split", "test"),
             }
-        )
-    return pd.DataFrame(rows).sort_values("training images").reset_index(drop=True)
+            for run in runs.values()
+        ]
+    )
+    grouped = rows.groupby(["training images", "split"], as_index=False)
+    table = grouped.agg(
+        runs=("age MAE", "size"),
+        **{
+            "age MAE": ("age MAE", "mean"),
+            "age MAE sd": ("age MAE", "std"),
+            "gender accuracy": ("gender accuracy", "mean"),
+            "gender accuracy sd": ("gender accuracy", "std"),
+            "training time (min)": ("training time (min)", "mean"),
+        },
+    )
+    return table.round(
+        {
+            "age MAE": 2,
+            "age MAE sd": 2,
+            "gender accuracy": 3,
+            "gender accuracy sd": 3,
+            "training time (min)": 1,
+        }
+    ).sort_values("training images", ignore_index=True)
 
 
 def time_to_accuracy(runs: dict[str, RunResults], thresholds=THRESHOLDS) -> pd.DataFrame:

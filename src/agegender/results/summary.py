@@ -6,13 +6,20 @@ chapter's closing cell is one line and no number in the text is typed by hand.
 
 from __future__ import annotations
 
+import math
+
 from agegender import provenance
-from agegender.results import tables
+from agegender.results import store, tables
+from agegender.results import studies as study_results
 from agegender.results.store import RunResults
 
 
 class MarkdownText(str):
-    """Text glued as Markdown (``{glue:md}``) rather than as plain text."""
+    """Text glued as Markdown (``{glue:md}``) rather than as plain text, and shown as Markdown
+    when a cell's value."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
 
 
 def glue_all(values: dict) -> None:
@@ -62,6 +69,107 @@ def comparison_chapter(
         "peer_sentence": peer_sentence(peers),
         "baseline_sentence": baseline_sentence(runs, baselines),
         "weights_notice": MarkdownText("\n\n".join(n for n in notices if n)),
+    }
+
+
+def studies_chapter(profile: str, runs: dict[str, RunResults], paths=None) -> dict:
+    """The studies' values (`agegender.studies`): the recipe's table and sentence, the seed
+    spread, the data-size table, and every model's time to accuracy; where a study has no
+    results, a sentence saying how to make them."""
+    from agegender import runner, studies
+
+    declared = studies.studies(runner.load_profile(profile))
+    missing = f"No results yet: `agegender study {profile}` makes them."
+    loaded = {
+        name: store.load_study(profile, name, study.variants, paths)
+        for name, study in declared.items()
+    }
+    values = {"time_to_accuracy": study_results.time_to_accuracy(runs)}
+    recipe, recipe_runs = declared.get("recipe"), loaded.get("recipe")
+    values |= _recipe_values(recipe, recipe_runs) if recipe_runs else _absent("recipe", missing)
+    seeds = loaded.get("seeds")
+    values |= _seed_values(declared["seeds"], seeds) if seeds else _absent("seeds", missing)
+    data_size = (
+        {**(loaded.get("data_size") or {}), **(seeds or {})} if loaded.get("data_size") else {}
+    )
+    values |= (
+        {
+            "data_size_table": study_results.data_size_table(data_size),
+            "data_size_about": declared["data_size"].about,
+            "data_size_sentence": data_size_sentence(data_size),
+            "data_size_final": _final_point(declared["data_size"], runs),
+        }
+        if data_size
+        else _absent("data_size", missing)
+    )
+    return values
+
+
+def data_size_sentence(runs: dict[str, RunResults]) -> str:
+    """What each doubling of the training images bought, on average, in words."""
+    table = study_results.data_size_table(runs)
+    if len(table) < 2:
+        return ""
+    first, last = table.iloc[0], table.iloc[-1]
+    doublings = math.log2(last["training images"] / first["training images"])
+    per_mae = (last["age MAE"] - first["age MAE"]) / doublings
+    per_accuracy = (last["gender accuracy"] - first["gender accuracy"]) / doublings
+    split = "validation" if first["split"] == "val" else "test"
+    return (
+        f"From {first['training images']:,} to {last['training images']:,} training images, each "
+        f"doubling changed the {split} age MAE by {per_mae:+.2f} years and the gender accuracy "
+        f"by {per_accuracy:+.3f} on average."
+    )
+
+
+def _final_point(study, runs: dict[str, RunResults]) -> dict | None:
+    """The study's model as its chapter ran it, on the study's split, for the data-size figure."""
+    run = runs.get(study.model)
+    if run is None:
+        return None
+    scores = run.metrics["validation"] if study.evaluate_on == "val" else run.metrics["overall"]
+    return {
+        "images": run.provenance["parameters"]["data"]["train"]["images"],
+        "age MAE": scores["age_mae"],
+        "gender accuracy": scores["gender_accuracy"],
+        "label": f"its chapter's run ({run.provenance['epochs_run']} epochs)",
+    }
+
+
+def _absent(study: str, sentence: str) -> dict:
+    return {
+        f"{study}_table": MarkdownText(f"*{sentence}*"),
+        f"{study}_about": sentence,
+        f"{study}_sentence": "",
+        f"{study}_final": None,
+    }
+
+
+def _recipe_values(recipe, runs: dict[str, RunResults]) -> dict:
+    chosen = study_results.chosen_recipe(recipe.variants, runs)
+    changes = ", ".join(f"{key}={value}" for key, value in chosen.items())
+    return {
+        "recipe_table": study_results.recipe_table(recipe.variants, runs),
+        "recipe_about": recipe.about,
+        "recipe_sentence": (
+            f"By that rule the recipe is the reference with {changes}."
+            if chosen
+            else "By that rule no variant beat the reference, which stays the recipe."
+        ),
+    }
+
+
+def _seed_values(seeds, runs: dict[str, RunResults]) -> dict:
+    spread = study_results.seed_spread(runs)
+    mae, accuracy = spread["age_mae"], spread["gender_accuracy"]
+    return {
+        "seeds_table": study_results.seed_table(runs),
+        "seeds_about": seeds.about,
+        "seeds_sentence": (
+            f"Over {spread['seeds']} seeds with {spread['images']:,} training images, the test age "
+            f"MAE is {mae[0]:.2f} ± {mae[1]:.2f} years and the gender accuracy "
+            f"{accuracy[0]:.3f} ± {accuracy[1]:.3f} (mean ± standard deviation)."
+        ),
     }
 
 

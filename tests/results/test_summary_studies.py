@@ -1,0 +1,40 @@
+"""The comparison chapter's study values: made from results, and a sentence where there are none."""
+
+import json
+
+from support import write_run
+
+from agegender import runner, studies
+from agegender.config import Paths
+from agegender.results import store, summary
+
+
+def test_studies_without_results_say_how_to_make_them(tmp_path):
+    paths = Paths(tmp_path, tmp_path / "data")
+    write_run(paths.run_results("cpu", "custom_cnn"))
+    runs = store.load_models("cpu", paths)
+    values = summary.studies_chapter("cpu", runs, paths)
+    assert "agegender study cpu" in values["recipe_table"]
+    assert values["seeds_sentence"] == "" and values["data_size_final"] is None
+    assert values["time_to_accuracy"].loc["custom_cnn", "best val MAE"] == "8.00"
+
+
+def test_study_values_come_from_the_runs(tmp_path):
+    paths = Paths(tmp_path, tmp_path / "data")
+    write_run(paths.run_results("cpu", "custom_cnn"))
+    declared = studies.studies(runner.load_profile("cpu"))
+    folder = paths.profile_results("cpu") / store.STUDIES
+    for seed, name in enumerate(declared["seeds"].variants):
+        write_run(folder / "seeds" / name, seed=seed)
+    for name in declared["data_size"].variants:
+        write_run(folder / "data_size" / name)
+        record = json.loads((folder / "data_size" / name / "provenance.json").read_text())
+        images = declared["data_size"].variants[name]["max_train_images"]
+        record["parameters"]["data"]["train"]["images"] = images
+        (folder / "data_size" / name / "provenance.json").write_text(json.dumps(record))
+    values = summary.studies_chapter("cpu", store.load_models("cpu", paths), paths)
+    assert values["seeds_sentence"].startswith("Over 3 seeds with 400 training images")
+    table = values["data_size_table"].set_index("training images")
+    assert table.loc[400, "runs"] == 3  # the seeds' runs join the data-size curve
+    assert values["data_size_final"]["images"] == 400
+    assert "doubling changed" in values["data_size_sentence"]
