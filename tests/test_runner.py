@@ -6,7 +6,9 @@ import nbformat
 import pytest
 
 from agegender import runner
+from agegender.config import Paths
 from agegender.errors import AgegenderError
+from agegender.results import store, tables
 
 ROOT_MARKERS = ("pyproject.toml",)
 
@@ -106,6 +108,11 @@ def test_execute_stops_at_the_first_failing_chapter(book):
     assert not (book / "book" / "last.txt").exists()  # never reached
     assert (book / "book" / "02_custom_cnn.ipynb").read_text() == original
     assert (book / "book" / "02_custom_cnn.failed.ipynb").is_file()
+    times = store.load_chapter_times("smoke", Paths.default(root=book))
+    assert list(times) == ["01_first"] and times["01_first"]["seconds"] > 0  # finished ones only
+    assert tables.chapter_times_table(times).loc["all chapters", "minutes"] == round(
+        times["01_first"]["seconds"] / 60, 1
+    )
     executed = nbformat.read(book / "book" / "01_first.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and injected[0].source == '# Parameters\nseed = 0\nprofile = "smoke"'

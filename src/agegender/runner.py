@@ -8,7 +8,6 @@ names are refused, and values must match the type hints of the parameters cell.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -258,11 +257,13 @@ def record_time(step: Step, seconds: float) -> None:
     from agegender.config import Paths
     from agegender.files import write_json_atomic
     from agegender.provenance import git_commit
+    from agegender.results.store import CHAPTER_TIMES, load_chapter_times
 
     if step.profile is None:
         return
-    path = Paths.default().profile_results(step.profile) / "chapter_times.json"
-    times = json.loads(path.read_text()) if path.is_file() else {}
+    paths = Paths.default(root=step.notebook.parent.parent)  # the project holding book/
+    path = paths.profile_results(step.profile) / CHAPTER_TIMES
+    times = load_chapter_times(step.profile, paths)
     times[step.notebook.stem] = {
         "seconds": seconds,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -156,3 +156,12 @@ def load_study(profile: str, study: str, variants, paths: Paths | None = None) -
     """The finished runs of one study's variants, in the order given (absent ones left out)."""
     folder = (paths or Paths.default()).profile_results(profile) / STUDIES / study
     return {name: load(folder / name) for name in variants if (folder / name).is_dir()}
+
+
+CHAPTER_TIMES = "chapter_times.json"
+
+
+def load_chapter_times(profile: str, paths: Paths | None = None) -> dict:
+    """Each chapter's last wall time under a profile (`agegender.runner.record_time`)."""
+    path = (paths or Paths.default()).profile_results(profile) / CHAPTER_TIMES
+    return json.loads(path.read_text()) if path.is_file() else {}

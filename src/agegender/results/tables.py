@@ -204,3 +204,18 @@ def weights_caption(runs: dict[str, RunResults]) -> str:
 def weights_tag(run: RunResults) -> str:
     """A table-cell version of `weights_caption`'s entry for one run."""
     return weights_words(run.name, run.provenance)[0]
+
+
+def chapter_times_table(times: dict) -> pd.DataFrame:
+    """Minutes per chapter of the last execution under a profile, with their sum and commits."""
+    rows = {
+        chapter: {
+            "minutes": round(entry["seconds"] / 60, 1),
+            "commit": (entry.get("git_commit") or "")[:10] + ("+" * bool(entry.get("git_dirty"))),
+            "finished": entry["finished_at"],
+        }
+        for chapter, entry in times.items()
+    }
+    total = round(sum(entry["seconds"] for entry in times.values()) / 60, 1)
+    rows["all chapters"] = {"minutes": total, "commit": "", "finished": ""}
+    return pd.DataFrame(rows).T.rename_axis("chapter")
