@@ -38,3 +38,18 @@ def test_study_values_come_from_the_runs(tmp_path):
     assert table.loc[400, "runs"] == 3  # the seeds' runs join the data-size curve
     assert values["data_size_final"]["images"] == 400
     assert "doubling changed" in values["data_size_sentence"]
+
+
+def test_the_gap_to_the_peer_is_said_in_words(tmp_path):
+    paths = Paths(tmp_path, tmp_path / "data")
+    write_run(paths.run_results("cpu", "custom_cnn"))
+    write_run(paths.run_results("cpu", "peer"), age_offset=4.0, seed=1)
+    record_path = paths.run_results("cpu", "peer") / "provenance.json"
+    record_path.write_text(json.dumps({**json.loads(record_path.read_text()), "peer": {}}))
+    runs, peers = store.load_models("cpu", paths), store.load_peers("cpu", paths)
+    model, peer = runs["custom_cnn"].metrics["overall"], peers["peer"].metrics["overall"]
+    sentence = summary.peer_gap_sentence(runs, peers)
+    gap = peer["age_mae"] - model["age_mae"]
+    assert sentence.startswith(f"On age MAE, custom_cnn is {abs(gap):.2f} years ")
+    assert ("ahead of" if gap > 0 else "behind") in sentence.split(";")[0]
+    assert summary.peer_gap_sentence(runs, {}) == ""

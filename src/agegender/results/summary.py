@@ -67,6 +67,7 @@ def comparison_chapter(
         "summary_table": tables.headline_table({**runs, **peers, **baselines}),
         "protocol_table": tables.cost_table(runs),
         "peer_sentence": peer_sentence(peers),
+        "peer_gap_sentence": peer_gap_sentence(runs, peers),
         "baseline_sentence": baseline_sentence(runs, baselines),
         "weights_notice": MarkdownText("\n\n".join(n for n in notices if n)),
     }
@@ -183,6 +184,25 @@ def peer_sentence(peers: dict[str, RunResults]) -> str:
         f"The off-the-shelf peer, untrained here, reaches an age MAE of {overall['age_mae']:.2f} "
         f"years and a gender accuracy of {overall['gender_accuracy']:.3f} on the same images."
     )
+
+
+def peer_gap_sentence(runs: dict[str, RunResults], peers: dict[str, RunResults]) -> str:
+    """How far the best trained model is ahead of or behind the best peer, on each task."""
+    if not peers or not runs:
+        return ""
+    parts = []
+    for metric, words, unit, digits, sign in (
+        ("age_mae", "age MAE", " years", 2, -1),
+        ("gender_accuracy", "gender accuracy", "", 3, 1),
+    ):
+        pick = min if sign < 0 else max
+        model = pick(runs.values(), key=lambda run: run.metrics["overall"][metric])
+        peer = pick(peers.values(), key=lambda run: run.metrics["overall"][metric])
+        gap = sign * (model.metrics["overall"][metric] - peer.metrics["overall"][metric])
+        where = "ahead of" if gap > 0 else "behind" if gap < 0 else "level with"
+        amount = f"{abs(gap):.{digits}f}{unit} " if gap else ""
+        parts.append(f"on {words}, {model.name} is {amount}{where} the peer")
+    return f"{parts[0][0].upper()}{parts[0][1:]}; {parts[1]}."
 
 
 def baseline_sentence(runs: dict[str, RunResults], baselines: dict[str, RunResults]) -> str:
