@@ -72,6 +72,11 @@ def image_pairs(images: Path, pairs: pd.DataFrame, *, size: int = 96) -> Figure:
         pairs: rows with ``file_a``, ``labels_a``, ``file_b``, ``labels_b``.
         size: pixels of each shown face.
     """
+    if pairs.empty:
+        figure, ax = plt.subplots(figsize=(4.2, 0.6))
+        ax.text(0.5, 0.5, "No such pairs to show.", ha="center", va="center")
+        ax.axis("off")
+        return figure
     figure, axes = plt.subplots(len(pairs), 2, figsize=(4.2, 2.2 * len(pairs)), squeeze=False)
     for (left, right), (_, pair) in zip(axes, pairs.iterrows(), strict=True):
         for ax, side in ((left, "a"), (right, "b")):

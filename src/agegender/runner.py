@@ -8,6 +8,7 @@ names are refused, and values must match the type hints of the parameters cell.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from agegender.checks import check_non_negative_int, check_positive_int
 from agegender.config import project_root
 from agegender.errors import AgegenderError
 
@@ -99,17 +101,32 @@ def parse_overrides(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise AgegenderError(f"Parameters are given as KEY=VALUE. Received: {pair!r}")
-        overrides[key.strip()] = _yaml_value(value)
+        overrides[key.strip()] = parameter_value(value)
     return overrides
 
 
-def _yaml_value(text: str):
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)  # YAML 1.1 reads 1e-3 as a string
-        except ValueError:
-            pass
+INTEGER = re.compile(r"[-+]?[0-9]+")
+DECIMAL = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+CONSTANTS = {"null": None, "~": None, "": None, "true": True, "false": False}
+
+
+def parameter_value(text: str):
+    """A value given on the command line, read as YAML 1.2's core schema reads a scalar.
+
+    Only ``true``/``false`` are booleans, only ``null``/``~``/nothing is None, and numbers are
+    plain decimals: ``010`` is 10 (YAML 1.1 reads 8), ``1:04`` stays a string (1.1 reads 64),
+    ``no`` stays a string (1.1 reads False), ``1e-3`` is a number (1.1 reads a string). Quotes
+    make a string of anything.
+    """
+    value = text.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    if value.lower() in CONSTANTS:
+        return CONSTANTS[value.lower()]
+    if INTEGER.fullmatch(value):
+        return int(value)
+    if DECIMAL.fullmatch(value):
+        return float(value)
     return value
 
 
@@ -169,6 +186,12 @@ def _check_profile_chapters(
 
 def _check_overrides(overrides: dict, declared: dict[Path, dict[str, dict]]) -> None:
     """Refuse overrides that no chapter to run declares."""
+    if "profile" in overrides:
+        raise AgegenderError(
+            "The profile is not a parameter: it names the results folder every chapter writes. "
+            f"Run that profile instead (agegender run {overrides['profile']}). "
+            f"Received: -p profile={overrides['profile']}"
+        )
     known = set().union(*declared.values()) if declared else set()
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -190,7 +213,36 @@ def _resolve_step(
     chosen = {name: values[name] for name in parameters if name in values}
     for name, value in chosen.items():
         _check_type(notebook, name, value, parameters[name]["inferred_type_name"])
+    defaults = {name: ast.literal_eval(about["default"]) for name, about in parameters.items()}
+    _check_values(notebook, {**defaults, **chosen})
     return Step(notebook, chosen, settings["parameters"]["profile"])
+
+
+# Parameters that chapters other than the model chapters take, and their ranges.
+CHAPTER_CHECKS = {
+    "seed": check_non_negative_int,
+    "faces_per_band": check_positive_int,
+    "conflict_pairs": check_non_negative_int,
+}
+
+
+def _check_values(notebook: Path, values: dict) -> None:
+    """Refuse a value the chapter would refuse, before any chapter runs: a model chapter's
+    values as its training would check them (`agegender.training.utkface.check_settings`)."""
+    from agegender.models.specs import model_names
+
+    model = notebook.stem.split("_", 1)[-1]
+    values = {key: value for key, value in values.items() if key != "profile"}
+    try:
+        for key, check in CHAPTER_CHECKS.items():
+            if key in values:
+                check(**{key: values[key]})
+        if model in model_names():
+            from agegender.training.utkface import check_settings
+
+            check_settings(model, values)
+    except (ValueError, AgegenderError) as error:
+        raise AgegenderError(f"{notebook.name}: {error}") from error
 
 
 def _check_type(notebook: Path, name: str, value, hint: str) -> None:

@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+import inspect
+from functools import partial
+
 import keras
 
 from agegender.checks import check_choice, check_positive_int
@@ -66,13 +69,16 @@ def custom_cnn(
     Returns:
         An uncompiled `keras.Model` named ``custom_cnn`` with outputs ``age`` and ``gender``.
     """
-    check_positive_int(image_size=image_size, width=width, depth=depth, convs=convs)
-    check_choice(channels=channels, choices=(1, 3))
-    check_head_options(units=units, dropout=dropout, pooling="avg", age_head=age_head)
-    if image_size < 2**depth:
-        raise ValueError(
-            f"image_size must be at least 2**depth = {2**depth}. Received: image_size={image_size}"
-        )
+    _check_custom_cnn(
+        image_size=image_size,
+        channels=channels,
+        width=width,
+        depth=depth,
+        convs=convs,
+        units=units,
+        dropout=dropout,
+        age_head=age_head,
+    )
     info = resolve_weights(weights, base=None)
     if info.kind == "checkpoint":
         return load_checkpoint(info.path)
@@ -100,6 +106,31 @@ def custom_cnn(
     return model
 
 
+def _check_custom_cnn(*, image_size, channels, width, depth, convs, units, dropout, age_head, **_):
+    check_positive_int(image_size=image_size, width=width, depth=depth, convs=convs)
+    check_choice(channels=channels, choices=(1, 3))
+    check_head_options(units=units, dropout=dropout, pooling="avg", age_head=age_head)
+    if image_size < 2**depth:
+        raise ValueError(
+            f"image_size must be at least 2**depth = {2**depth}. Received: image_size={image_size}"
+        )
+
+
+def _check_base(base, *, image_size, channels):
+    check_choice(base=base, choices=tuple(IMAGENET_FILES))
+    check_positive_int(image_size=image_size)
+    check_choice(channels=channels, choices=(1, 3))
+    if image_size < 32:
+        raise ValueError(
+            f"image_size must be at least 32 for {base}. Received: image_size={image_size}"
+        )
+
+
+def _check_imagenet(base, *, image_size, channels, units, dropout, pooling, age_head, **_):
+    _check_base(base, image_size=image_size, channels=channels)
+    check_head_options(units=units, dropout=dropout, pooling=pooling, age_head=age_head)
+
+
 def imagenet_extractor(
     base: str,
     *,
@@ -124,13 +155,7 @@ def imagenet_extractor(
     Returns:
         An uncompiled `keras.Model` named ``extractor`` whose output is the base's feature map.
     """
-    check_choice(base=base, choices=tuple(IMAGENET_FILES))
-    check_positive_int(image_size=image_size)
-    check_choice(channels=channels, choices=(1, 3))
-    if image_size < 32:
-        raise ValueError(
-            f"image_size must be at least 32 for {base}. Received: image_size={image_size}"
-        )
+    _check_base(base, image_size=image_size, channels=channels)
     info = resolve_weights(weights, base=base)
     if info.kind == "checkpoint":
         raise ValueError(
@@ -163,7 +188,15 @@ def _imagenet_model(
     augmentation,
     seed,
 ) -> keras.Model:
-    check_head_options(units=units, dropout=dropout, pooling=pooling, age_head=age_head)
+    _check_imagenet(
+        base,
+        image_size=image_size,
+        channels=channels,
+        units=units,
+        dropout=dropout,
+        pooling=pooling,
+        age_head=age_head,
+    )
     info = resolve_weights(weights, base=base)
     if info.kind == "checkpoint":
         return load_checkpoint(info.path)
@@ -283,6 +316,35 @@ def build(name: str, *, image_size: int, **options) -> keras.Model:
     model = spec(name)
     options.setdefault("weights", model.default_weights)
     return model.build_function()(image_size=image_size, **options)
+
+
+# What each builder refuses before it builds anything (a registered model without one gets the
+# weights check only).
+ARGUMENT_CHECKS = {
+    custom_cnn: _check_custom_cnn,
+    vgg16_features: partial(_check_imagenet, "vgg16"),
+    resnet50_finetune: partial(_check_imagenet, "resnet50"),
+}
+
+
+def check_options(name: str, *, image_size: int, **options) -> None:
+    """Refuse what `build` would refuse, without building anything: out-of-range options, and a
+    weights file that is missing or is not a weights file. ImageNet weights are looked for when
+    the model is built (they may still have to be downloaded).
+
+    Raises:
+        ValueError, AgegenderError: as `build` would, with the same messages.
+    """
+    model = spec(name)
+    function = model.build_function()
+    options.setdefault("weights", model.default_weights)
+    arguments = inspect.signature(function).bind(image_size=image_size, **options)
+    arguments.apply_defaults()
+    if check := ARGUMENT_CHECKS.get(function):
+        check(**arguments.arguments)
+    weights = arguments.arguments.get("weights")
+    if not (weights == "imagenet" and model.base):
+        resolve_weights(weights, base=model.base)
 
 
 def load_checkpoint(path) -> keras.Model:

@@ -37,6 +37,9 @@ IMAGENET_FILES = {
         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
     ),
 }
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# How a weights file (.h5) and a saved model (.keras) begin.
+SIGNATURES = {"file": HDF5_SIGNATURE, "checkpoint": b"PK\x03\x04"}
 DOWNLOAD_TIMEOUT_S = 30  # per network operation, so an unreachable host fails instead of hanging
 
 
@@ -108,12 +111,20 @@ def _weights_file(weights) -> WeightsInfo:
     path = Path(weights)
     if not path.name.endswith((".h5", ".keras")):
         raise ValueError(
-            "A weights file must end in .h5, .weights.h5 or .keras. "
+            "A weights file must end in .h5, .weights.h5 or .keras (for no weights, give null). "
             f"Received: weights={str(weights)!r}"
         )
     if not path.is_file():
         raise AgegenderError(f"Weights file not found: {path}")
     kind = "checkpoint" if path.suffix == ".keras" else "file"
+    with path.open("rb") as file:
+        start = file.read(len(HDF5_SIGNATURE))
+    if not start.startswith(SIGNATURES[kind]):
+        what = "a .keras model (a zip archive)" if kind == "checkpoint" else "an HDF5 weights file"
+        raise AgegenderError(
+            f"{path} is not {what}: it may be truncated, corrupt or another kind of file. "
+            "Save it again with Keras (model.save or model.save_weights)."
+        )
     return WeightsInfo(kind, str(path.resolve()), file_digest(path, "md5"))
 
 

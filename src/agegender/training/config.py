@@ -11,6 +11,7 @@ AGE_LOSSES = {"mae": "mean_absolute_error", "mse": "mean_squared_error", "huber"
 # How the learning rate moves: lowered when the validation loss stalls, or a cosine decay over the
 # stage's epochs (to `min_learning_rate`).
 SCHEDULES = ("plateau", "cosine")
+MAX_LEARNING_RATE = 1.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ class TrainingConfig:
 
     def __post_init__(self):
         counts = ("epochs", "fine_tune_epochs", "early_stopping_patience", "reduce_lr_patience")
-        check_non_negative_int(**{key: getattr(self, key) for key in (*counts, "fine_tune_blocks")})
+        check_non_negative_int(
+            **{key: getattr(self, key) for key in (*counts, "fine_tune_blocks", "seed")}
+        )
         if self.epochs + self.fine_tune_epochs < 1:
             raise ValueError(
                 "There must be at least one epoch to train. Received: "
@@ -78,8 +81,11 @@ class TrainingConfig:
 
     def _check_rates(self) -> None:
         for key in ("learning_rate", "fine_tune_learning_rate", "min_learning_rate"):
-            if not getattr(self, key) > 0:
-                raise ValueError(f"{key} must be positive. Received: {key}={getattr(self, key)}")
+            if not 0 < getattr(self, key) <= MAX_LEARNING_RATE:
+                raise ValueError(
+                    f"{key} must be above 0 and at most {MAX_LEARNING_RATE} (a higher rate "
+                    f"makes these optimisers diverge). Received: {key}={getattr(self, key)}"
+                )
         if not 0 < self.reduce_lr_factor < 1:
             raise ValueError(
                 "reduce_lr_factor must be between 0 and 1. "

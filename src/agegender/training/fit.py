@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 import pandas as pd
 
 from agegender import evaluation
 from agegender.checks import check_choice
+from agegender.errors import AgegenderError
 from agegender.training.config import AGE_LOSSES, TrainingConfig
 from agegender.training.resume import TrainingState
 
@@ -122,10 +125,30 @@ def fit_stage(
             epochs=first_epoch + epochs,
             initial_epoch=start,
             verbose=config.verbose,
-            callbacks=[*kept.values(), tracker, *callbacks],
+            # The check first: no callback may save or record an epoch whose loss is not finite.
+            callbacks=[StopOnNonFiniteLoss(), *kept.values(), tracker, *callbacks],
         )
     tracker.finish()
     return tracker.history, state is not None
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training with an error when an epoch ends with a loss that is NaN or infinite (a
+    diverged run must not be checkpointed, resumed or written as results)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = {
+            key: value
+            for key, value in (logs or {}).items()
+            if key.endswith("loss") and not math.isfinite(float(value))
+        }
+        if bad:
+            rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            raise AgegenderError(
+                f"Training diverged in epoch {epoch + 1}: {bad}. Nothing was saved for this "
+                f"epoch and no results are written. Lower the learning rate (it was {rate:g}) "
+                "and run again; the run resumes from its last good epoch."
+            )
 
 
 def set_loader_epoch(loader, epoch: int) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from agegender.checks import check_choice
+from agegender.checks import check_choice, check_positive_int
+from agegender.data.cache import COLORS
 from agegender.data.dataset import UTKFace
 from agegender.data.manifest import dataset_fingerprint
 from agegender.files import file_sha256
@@ -21,6 +22,8 @@ from agegender.models.specs import spec
 from agegender.training.config import TrainingConfig
 from agegender.training.experiment import Experiment, run_experiment
 
+# `train_on_utkface`'s own arguments that describe the loaders, not the training.
+LOADER_SETTINGS = ("image_size", "color", "batch_size", "max_train_images", "max_eval_images")
 # Builder arguments that are not settings: they come from the data or from the seed.
 NOT_SETTINGS = ("image_size", "channels", "augmentation", "seed")
 
@@ -99,6 +102,35 @@ def train_on_utkface(
         },
         fresh=fresh,
     )
+
+
+def check_settings(name: str, values: dict) -> None:
+    """Refuse, without doing any work, what `train_on_utkface` would refuse with these values:
+    an unknown setting, an out-of-range loader value, `TrainingConfig` field or builder option,
+    and a weights file that is missing or not a weights file.
+
+    Args:
+        name: a model name.
+        values: `train_on_utkface`'s keyword arguments (less ``profile``), as a chapter gets them.
+
+    Raises:
+        ValueError, AgegenderError: the first value refused, with what was received.
+    """
+    from agegender.models.builders import check_options
+
+    own = (*LOADER_SETTINGS, "augment")
+    settings = {key: value for key, value in values.items() if key not in own}
+    loader = {key: value for key, value in values.items() if key in LOADER_SETTINGS}
+    sizes = ("image_size", "batch_size")
+    check_positive_int(**{key: loader[key] for key in sizes if key in loader})
+    for key in ("max_train_images", "max_eval_images"):
+        if loader.get(key) is not None:
+            check_positive_int(**{key: loader[key]})
+    color = loader.get("color", "rgb")
+    check_choice(color=color, choices=tuple(COLORS))
+    _, options = split_settings(name, settings)
+    if "image_size" in loader:  # the builder's checks need it
+        check_options(name, image_size=loader["image_size"], channels=COLORS[color][1], **options)
 
 
 def split_settings(name: str, settings: dict) -> tuple[TrainingConfig, dict]:
