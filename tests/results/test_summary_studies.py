@@ -53,3 +53,24 @@ def test_the_gap_to_the_peer_is_said_in_words(tmp_path):
     assert sentence.startswith(f"On age MAE, custom_cnn is {abs(gap):.2f} years ")
     assert ("ahead of" if gap > 0 else "behind") in sentence.split(";")[0]
     assert summary.peer_gap_sentence(runs, {}) == ""
+
+
+def test_the_answer_says_what_the_runs_can_and_cannot_tell(tmp_path):
+    paths = Paths(tmp_path, tmp_path / "data")
+    write_run(paths.run_results("cpu", "custom_cnn"))
+    write_run(paths.run_results("cpu", "vgg16_features"), age_offset=6.0, seed=1)
+    runs = store.load_models("cpu", paths)
+    scratch = runs["custom_cnn"].metrics["confidence_intervals"]["age_mae"]
+    answer = summary.answer(runs, {})
+    assert answer.startswith("custom_cnn (from scratch) is best on")
+    assert f"**{scratch['value']:.2f}** [{scratch['low']:.2f}, {scratch['high']:.2f}]" in answer
+    assert "vgg16_features ran from random initialisation" in answer
+    assert "cannot say whether ImageNet pretraining beats training from scratch" in answer
+
+    imagenet = paths.run_results("cpu", "vgg16_features")
+    record = json.loads((imagenet / "provenance.json").read_text())
+    record["weights"]["kind"] = "imagenet"
+    (imagenet / "provenance.json").write_text(json.dumps(record))
+    answer = summary.answer(store.load_models("cpu", paths), {})
+    assert "vgg16_features started from ImageNet weights" in answer
+    assert "cannot say" not in answer

@@ -52,25 +52,76 @@ def comparison_chapter(
     peers: dict[str, RunResults],
     baselines: dict[str, RunResults] | None = None,
 ) -> dict:
-    """The comparison's values: the best model on age and on gender, the peer's and the
-    baselines' sentences, the summary tables, and the notices of transfer models that ran
-    without pretrained weights."""
-    baselines = baselines or {}
-    best_age = min(runs.values(), key=lambda run: run.metrics["overall"]["age_mae"])
-    best_gender = max(runs.values(), key=lambda run: run.metrics["overall"]["gender_accuracy"])
+    """The comparison's values: the answer to the book's question (`answer`), the summary tables,
+    and the notices of transfer models that ran without pretrained weights."""
     notices = [provenance.weights_notice(n, r.provenance["weights"]) for n, r in runs.items()]
     return {
-        "best_age_model": f"{best_age.name} ({tables.weights_tag(best_age)})",
-        "best_age_mae": f"{best_age.metrics['overall']['age_mae']:.2f}",
-        "best_gender_model": f"{best_gender.name} ({tables.weights_tag(best_gender)})",
-        "best_gender_accuracy": f"{best_gender.metrics['overall']['gender_accuracy']:.3f}",
-        "summary_table": tables.headline_table({**runs, **peers, **baselines}),
+        "summary_table": tables.headline_table({**runs, **peers, **(baselines or {})}),
         "protocol_table": tables.cost_table(runs),
-        "peer_sentence": peer_sentence(peers),
-        "peer_gap_sentence": peer_gap_sentence(runs, peers),
-        "baseline_sentence": baseline_sentence(runs, baselines),
         "weights_notice": MarkdownText("\n\n".join(n for n in notices if n)),
+        "answer": answer(runs, peers, baselines),
     }
+
+
+def answer(
+    runs: dict[str, RunResults],
+    peers: dict[str, RunResults],
+    baselines: dict[str, RunResults] | None = None,
+) -> MarkdownText:
+    """The book's question answered from the results, in a paragraph: the best approach on each
+    task with its interval, how it stands against the peer and the constant baseline, and
+    whether this run can say anything about transfer learning (and how to make it)."""
+    sentences = [
+        best_sentence(runs),
+        peer_sentence(peers),
+        peer_gap_sentence(runs, peers),
+        baseline_sentence(runs, baselines or {}),
+        transfer_sentence(runs),
+    ]
+    return MarkdownText(" ".join(s for s in sentences if s))
+
+
+def best_sentence(runs: dict[str, RunResults]) -> str:
+    """The best model on age MAE and on gender accuracy, with their 95 % intervals."""
+    age = min(runs.values(), key=lambda run: run.metrics["overall"]["age_mae"])
+    gender = max(runs.values(), key=lambda run: run.metrics["overall"]["gender_accuracy"])
+    age_words = f"age MAE {_value(age, 'age_mae')} years"
+    gender_words = f"gender accuracy {_value(gender, 'gender_accuracy')}"
+    if age is gender:
+        said = f"{_who(age)} is best on both tasks: {age_words} and {gender_words}"
+    else:
+        said = f"{_who(age)} is best on age, {age_words}; {_who(gender)} on gender, {gender_words}"
+    return f"{said} (95 % intervals in brackets cover the sampling of test images only)."
+
+
+def _who(run: RunResults) -> str:
+    return f"{run.name} ({tables.weights_tag(run)})"
+
+
+def _value(run: RunResults, metric: str) -> str:
+    ci, digits = run.metrics["confidence_intervals"][metric], tables.DIGITS[metric]
+    return f"**{ci['value']:.{digits}f}** [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
+
+
+def transfer_sentence(runs: dict[str, RunResults]) -> str:
+    """Whether the runs compare ImageNet transfer with training from scratch, in words."""
+    from agegender.models.specs import MODELS
+
+    transfer = {name: run for name, run in runs.items() if name in MODELS and MODELS[name].transfer}
+    pretrained = [n for n, r in transfer.items() if r.provenance["weights"]["kind"] == "imagenet"]
+    if not transfer:
+        return ""
+    if pretrained:
+        return (
+            f"{_names(pretrained)} started from ImageNet weights, so the rows above compare "
+            "transfer learning with training from scratch as run here."
+        )
+    return (
+        f"{_names(sorted(transfer))} ran from random initialisation (no ImageNet weights could "
+        "be had where this ran), so this run cannot say whether ImageNet pretraining beats "
+        "training from scratch; run them with `weights=imagenet` (the default wherever the "
+        "weights can be downloaded, e.g. `make report PROFILE=gpu`) to answer that."
+    )
 
 
 def studies_chapter(profile: str, runs: dict[str, RunResults], paths=None) -> dict:
@@ -216,6 +267,7 @@ def baseline_sentence(runs: dict[str, RunResults], baselines: dict[str, RunResul
         f"gender) scores an age MAE of {base['age_mae']:.2f} years and a gender accuracy of "
         f"{base['gender_accuracy']:.3f}."
     ]
+    said = []
     for metric, words, better in (
         ("age_mae", "age MAE", lambda model, constant: model < constant),
         ("gender_accuracy", "gender accuracy", lambda model, constant: model > constant),
@@ -223,10 +275,13 @@ def baseline_sentence(runs: dict[str, RunResults], baselines: dict[str, RunResul
         behind = [
             n for n, r in runs.items() if not better(r.metrics["overall"][metric], base[metric])
         ]
-        if behind:
-            sentences.append(f"{_names(behind)} {_do(behind)} not beat it on {words}.")
-        else:
-            sentences.append(f"Every model beats it on {words}.")
+        said.append(
+            f"{_names(behind)} {_do(behind)} not beat it on {words}."
+            if behind
+            else f"Every model beats it on {words}."
+        )
+    everyone = all(sentence.startswith("Every") for sentence in said)
+    sentences += ["Every model beats it on both."] if everyone else said
     return " ".join(sentences)
 
 
