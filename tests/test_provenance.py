@@ -61,3 +61,22 @@ def test_a_run_rewriting_its_chapters_and_results_is_not_a_code_change(tmp_path,
     assert provenance.git_commit()["git_dirty"] is False
     (tmp_path / "src/agegender/models.py").write_text("changed\n")
     assert provenance.git_commit()["git_dirty"] is True
+
+
+def record(kind, **config):
+    return {
+        "weights": {"kind": kind, "path": None, "md5": None},
+        "parameters": {"config": {"fine_tune_blocks": 3, "fine_tune_epochs": 2, **config}},
+    }
+
+
+def test_the_notice_says_what_of_a_transfer_model_learned():
+    features = provenance.weights_notice("vgg16_features", record("none"))
+    assert features.startswith(":::{warning}\n**This run is not transfer learning.**")
+    assert "only the two heads learned" in features
+    finetuned = provenance.weights_notice("resnet50_finetune", record("none"))
+    assert "except the top 3 blocks, which trained for 2 epochs after the heads" in finetuned
+    frozen = provenance.weights_notice("resnet50_finetune", record("none", fine_tune_epochs=0))
+    assert "Its base stayed frozen at those starting values; only the heads learned." in frozen
+    assert provenance.weights_notice("resnet50_finetune", record("imagenet")) == ""
+    assert provenance.weights_notice("custom_cnn", record("none")) == ""

@@ -216,17 +216,39 @@ def weights_words(run: str, record: dict) -> tuple[str, str]:
     return label, label
 
 
-def weights_notice(model: str, weights: dict) -> str:
-    """A MyST warning for a transfer model that did not start from ImageNet; else nothing."""
-    spec = MODELS.get(model)
+def weights_notice(model: str, record: dict) -> str:
+    """A MyST warning for a transfer model that did not start from ImageNet, saying what its
+    numbers measure given what actually trained (from the run's provenance `record`); else ''."""
+    spec, weights = MODELS.get(model), record["weights"]
     if spec is None or not spec.transfer or weights["kind"] == "imagenet":
         return ""
     used = "random initialisation" if weights["kind"] == "none" else f"`{weights['path']}`"
     return (
         ":::{warning}\n"
         f"**This run is not transfer learning.** {model} started from {used}, not from ImageNet "
-        "weights (they could not be downloaded where this book was built). Its numbers show what "
-        "this architecture learns from UTKFace alone at this scale. Rerun with "
-        '`weights="imagenet"` (the default on any connected machine, see *Reproduce*) for the '
-        "transfer-learning result this chapter is about.\n:::"
+        "weights (they could not be downloaded where this book was built). "
+        f"{_what_trained(spec, record)} "
+        'Rerun with `weights="imagenet"` (the default on any connected machine, see *Reproduce*) '
+        "for the transfer-learning result this chapter is about.\n:::"
+    )
+
+
+def _what_trained(spec, record: dict) -> str:
+    """What of a transfer model learned in a run, and so what its numbers measure."""
+    config = record["parameters"]["config"]
+    if spec.on_features:
+        return (
+            "Its convolutional base stayed frozen at those starting values, so only the two heads "
+            "learned, from features the base was never trained to make: its numbers measure "
+            "heads on a fixed, untrained projection of the image, not what this architecture can "
+            "learn."
+        )
+    blocks, epochs = config.get("fine_tune_blocks", 0), config.get("fine_tune_epochs", 0)
+    if not (spec.fine_tunes and blocks and epochs):
+        return "Its base stayed frozen at those starting values; only the heads learned."
+    return (
+        f"Its base stayed frozen at those starting values except the top {blocks} blocks, which "
+        f"trained for {epochs} epoch{'s' if epochs != 1 else ''} after the heads (their "
+        "batch-norm layers stay frozen too): most of the network never learned, so its numbers "
+        "say little about what this architecture can learn."
     )

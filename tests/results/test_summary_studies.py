@@ -74,3 +74,13 @@ def test_the_answer_says_what_the_runs_can_and_cannot_tell(tmp_path):
     answer = summary.answer(store.load_models("cpu", paths), {})
     assert "vgg16_features started from ImageNet weights" in answer
     assert "cannot say" not in answer
+
+
+def test_the_comparison_has_one_notice_for_every_untrained_transfer_model(tmp_path):
+    paths = Paths(tmp_path, tmp_path / "data")
+    for name in ("custom_cnn", "vgg16_features", "resnet50_finetune"):
+        write_run(paths.run_results("cpu", name))
+    notice = summary.transfer_notice(store.load_models("cpu", paths))
+    assert notice.count(":::{warning}") == 1
+    assert "vgg16_features (random initialisation) and resnet50_finetune" in notice
+    assert "custom_cnn" not in notice

@@ -42,7 +42,7 @@ def model_chapter(run: RunResults) -> dict:
         "image_px": record["parameters"]["image_size"],
         "epochs_run": record["epochs_run"],
         "weights_used": provenance.weights_label(record["weights"]),
-        "weights_notice": MarkdownText(provenance.weights_notice(run.name, record["weights"])),
+        "weights_notice": MarkdownText(provenance.weights_notice(run.name, record)),
         "provenance_card": MarkdownText(provenance.card(record)),
     }
 
@@ -54,11 +54,10 @@ def comparison_chapter(
 ) -> dict:
     """The comparison's values: the answer to the book's question (`answer`), the summary tables,
     and the notices of transfer models that ran without pretrained weights."""
-    notices = [provenance.weights_notice(n, r.provenance["weights"]) for n, r in runs.items()]
     return {
         "summary_table": tables.headline_table({**runs, **peers, **(baselines or {})}),
         "protocol_table": tables.cost_table(runs),
-        "weights_notice": MarkdownText("\n\n".join(n for n in notices if n)),
+        "weights_notice": transfer_notice(runs),
         "answer": answer(runs, peers, baselines),
     }
 
@@ -103,11 +102,33 @@ def _value(run: RunResults, metric: str) -> str:
     return f"**{ci['value']:.{digits}f}** [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
 
 
-def transfer_sentence(runs: dict[str, RunResults]) -> str:
-    """Whether the runs compare ImageNet transfer with training from scratch, in words."""
+def transfer_notice(runs: dict[str, RunResults]) -> MarkdownText:
+    """One MyST warning naming every transfer model that did not start from ImageNet ('' when
+    there is none); each model's chapter says what of it trained."""
+    untrained = [
+        f"{name} ({provenance.weights_label(run.provenance['weights'])})"
+        for name, run in _transfer_runs(runs).items()
+        if run.provenance["weights"]["kind"] != "imagenet"
+    ]
+    if not untrained:
+        return MarkdownText("")
+    return MarkdownText(
+        ":::{warning}\n"
+        f"**Not transfer learning:** {_names(untrained)} did not start from ImageNet weights, so "
+        "their rows measure networks that were mostly never trained, not transfer learning. "
+        "Their chapters say what of them learned.\n:::"
+    )
+
+
+def _transfer_runs(runs: dict[str, RunResults]) -> dict[str, RunResults]:
     from agegender.models.specs import MODELS
 
-    transfer = {name: run for name, run in runs.items() if name in MODELS and MODELS[name].transfer}
+    return {name: run for name, run in runs.items() if name in MODELS and MODELS[name].transfer}
+
+
+def transfer_sentence(runs: dict[str, RunResults]) -> str:
+    """Whether the runs compare ImageNet transfer with training from scratch, in words."""
+    transfer = _transfer_runs(runs)
     pretrained = [n for n, r in transfer.items() if r.provenance["weights"]["kind"] == "imagenet"]
     if not transfer:
         return ""
