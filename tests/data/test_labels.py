@@ -27,7 +27,7 @@ def test_parse_name_accepts_readable_names(name, expected):
     [
         *BAD_NAMES.items(),
         ("-3_0_0_20170116174525125.jpg.chip.jpg", "age is not a number"),
-        ("3.5_0_0_20170116174525125.jpg.chip.jpg", "too few name fields"),
+        ("3.5_0_0_20170116174525125.jpg.chip.jpg", "a name field holds a dot"),
         ("_0_0_20170116174525125.jpg.chip.jpg", "age is not a number"),
         ("30__0_20170116174525125.jpg.chip.jpg", "gender is not 0 or 1"),
         ("30_01_0_20170116174525125.jpg.chip.jpg", "gender is not 0 or 1"),

@@ -21,14 +21,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from agegender.errors import DataError
 from agegender.files import write_json_atomic
 
 COLORS = {"rgb": ("RGB", 3), "grey": ("L", 1)}
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: EXIF orientation, 16-bit scaling and transparency handled
+# Larger images are refused by the manifest before they are decoded: 40 million pixels take 120 MB
+# as RGB (per decoding thread); faces need far fewer (UTKFace's are 200 x 200).
+MAX_PIXELS = 40_000_000
+BACKGROUND = (128, 128, 128)  # mid grey: what transparent pixels become
 WRITE_CHUNK = 512  # images decoded in parallel, then written in order
 
 
@@ -156,11 +160,34 @@ def open_image_cache(folder: Path) -> ImageCache:
     return ImageCache(folder=folder, files=np.asarray(meta["files"]), images=images, meta=meta)
 
 
+def size_problem(width: int, height: int) -> str:
+    """Empty when an image of this size may be decoded; otherwise why not."""
+    if width * height <= MAX_PIXELS:
+        return ""
+    return f"too large ({width} x {height} pixels; limit {MAX_PIXELS:,})"
+
+
+def as_mode(image: Image.Image, mode: str) -> Image.Image:
+    """`image` as it is meant to be seen, in `mode` (``"RGB"`` or ``"L"``).
+
+    Turned upright by its EXIF orientation; 16-bit samples scaled to 8 bits (not clipped to white);
+    transparent pixels composited on mid grey (`BACKGROUND`), neutral for faces of any colour.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16"):
+        pixels = np.asarray(image, dtype=np.uint16) >> 8
+        image = Image.fromarray(pixels.astype(np.uint8), "L")
+    if image.has_transparency_data:
+        background = Image.new("RGBA", image.size, (*BACKGROUND, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert(mode)
+
+
 def load_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
     """Decode one image to a uint8 (size, size[, channels]) array; JPEGs shrink while decoding."""
     with Image.open(path) as image:
         image.draft(mode, (size, size))  # JPEG: decode at the smallest scale that is >= size
-        image = image.convert(mode)
+        image = as_mode(image, mode)
         if image.size != (size, size):
             # BOX = area averaging: the right filter for shrinking, and faster than bilinear here
             image = image.resize((size, size), Image.Resampling.BOX)

@@ -3,7 +3,9 @@
 Real UTKFace names are not all well formed (a missing race field, a stray space, a missing dot,
 timestamps of odd length). A name is accepted when its age and gender can be read unambiguously;
 race is recorded as unknown when the field is absent. Everything else is rejected with a reason
-taken from a fixed set, so rejections can be counted.
+taken from a fixed set, so rejections can be counted. Only the ASCII digits 0-9 make numbers
+(fullwidth digits or a superscript two are not ages), and the labels end at the first dot
+(``30_0.5_...`` is refused, not read as gender 0).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ RACES = ("White", "Black", "Asian", "Indian", "Others")  # label 0..4
 AGE_BANDS = ((0, 12), (13, 19), (20, 39), (40, 59), (60, MAX_AGE))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
-_TIMESTAMP = re.compile(r"\d{8,}")
-_DOCUMENTED = re.compile(r"\d+_[01]_[0-4]_\d{17}\.jpg\.chip\.jpg")
+_NUMBER = re.compile(r"[0-9]+")
+_TIMESTAMP = re.compile(r"[0-9]{8,}")
+_DOCUMENTED = re.compile(r"[0-9]+_[01]_[0-4]_[0-9]{17}\.jpg\.chip\.jpg")
 
 
 class InvalidName(ValueError):
@@ -51,7 +54,12 @@ def parse_name(name: str) -> Labels:
     """
     if not name.lower().endswith(IMAGE_SUFFIXES):
         raise InvalidName("not an image file name", name)
-    fields = [field.strip() for field in name.split(".", 1)[0].split("_")]
+    if not _is_utf8(name):
+        raise InvalidName("name is not valid UTF-8", name)
+    labels, suffix = name.split(".", 1)
+    if any(character.isdigit() for character in suffix):
+        raise InvalidName("a name field holds a dot", name)
+    fields = [field.strip() for field in labels.split("_")]
     if len(fields) < 2:
         raise InvalidName("too few name fields", name)
     age = _read_age(fields[0], name)
@@ -60,8 +68,17 @@ def parse_name(name: str) -> Labels:
     return Labels(age=age, gender=gender, race=race)
 
 
+def _is_utf8(name: str) -> bool:
+    """False for a name read from disk with undecodable bytes (Python keeps them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _read_age(field: str, name: str) -> int:
-    if not field.isdigit():
+    if not _NUMBER.fullmatch(field):
         raise InvalidName("age is not a number", name)
     if int(field) > MAX_AGE:
         raise InvalidName(f"age outside 0-{MAX_AGE}", name)
@@ -76,7 +93,7 @@ def _read_gender(field: str, name: str) -> int:
 
 def _read_race(fields: list[str], name: str) -> int | None:
     third = fields[2] if len(fields) > 2 else ""
-    if third.isdigit() and len(third) == 1 and int(third) < len(RACES):
+    if third in {str(race) for race in range(len(RACES))}:
         return int(third)
     if len(fields) == 2 or (len(fields) == 3 and _TIMESTAMP.fullmatch(third)):
         return None  # no race field; a third field, when there is one, is the timestamp

@@ -1,7 +1,10 @@
 """The manifest: one row per file in the images folder, saying whether and why it is used.
 
 Every file is read once: its sha256 is taken, its name parsed into labels, and its image decoded in
-full (truncated, empty and non-image files are rejected, and the scan goes on). Byte-identical
+full as the cache decodes it (truncated, empty, non-image and too large files, more than
+`cache.MAX_PIXELS`, are rejected, and the scan goes on). The scan is kept in a cache file whose
+first line holds the fingerprint of the files' names, sizes and mtimes and the sha256 of the rest,
+so a truncated or edited cache is never trusted: the files are scanned again. Byte-identical
 accepted files form duplicate groups, and the duplicate policy decides which rows the split uses:
 
 - ``duplicates="one"`` (default): one representative per group, the first file by name;
@@ -23,6 +26,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from agegender.data.cache import as_mode, size_problem
 from agegender.data.labels import InvalidName, parse_name
 from agegender.files import list_files, write_text_atomic
 
@@ -60,18 +64,11 @@ def scan(
         ``rejected``), reason.
     """
     listing = list_files(images)
-    fingerprint = hashlib.sha256(f"scan-v1|{images.resolve()}|{listing}".encode()).hexdigest()
-    if cache_file is not None and cache_file.is_file():
-        with open(cache_file) as f:
-            if f.readline().strip() == fingerprint:
-                return _typed(
-                    pd.read_csv(
-                        f,
-                        dtype={"reason": "string"},
-                        keep_default_na=False,
-                        na_values={"age": [""], "gender": [""], "race": [""]},
-                    )
-                )
+    fingerprint = _listing_fingerprint(images, listing)
+    if cache_file is not None:
+        cached = _read_scan_cache(cache_file, fingerprint)
+        if cached is not None:
+            return cached
     with ThreadPoolExecutor(workers or max(2, os.cpu_count() or 1)) as pool:
         files = [name for name, _, _ in listing]
         rows = list(
@@ -85,8 +82,36 @@ def scan(
         )
     table = _typed(pd.DataFrame(rows, columns=COLUMNS[:7]))
     if cache_file is not None:
-        write_text_atomic(cache_file, fingerprint + "\n" + table.to_csv(index=False))
+        body = table.to_csv(index=False)
+        write_text_atomic(cache_file, f"{fingerprint} {_sha256(body)}\n{body}")
     return table
+
+
+def _listing_fingerprint(images: Path, listing: list) -> str:
+    # names with undecodable bytes hold surrogates: encode them back to the bytes on disk
+    text = f"scan-v2|{images.resolve()}|{listing}"
+    return _sha256(text.encode("utf-8", "surrogateescape"))
+
+
+def _read_scan_cache(cache_file: Path, fingerprint: str) -> pd.DataFrame | None:
+    """The cached scan when it is of these files and whole (its checksum holds); else None."""
+    try:
+        header, _, body = cache_file.read_text().partition("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if header != f"{fingerprint} {_sha256(body)}":
+        return None  # other files, a truncated or edited cache, or an older format: scan again
+    table = pd.read_csv(
+        io.StringIO(body),
+        dtype={"reason": "string"},
+        keep_default_na=False,
+        na_values={"age": [""], "gender": [""], "race": [""]},
+    )
+    return _typed(table)
+
+
+def _sha256(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
 def apply_duplicate_policy(
@@ -154,28 +179,50 @@ def dataset_fingerprint(manifest: pd.DataFrame) -> str:
 
 def _scan_file(name: str, images: Path) -> tuple:
     data = (images / name).read_bytes()
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = _sha256(data)
+    # a name with undecodable bytes is recorded with them escaped (\xff), so the manifest is text
+    shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     try:
         labels = parse_name(name.rsplit("/", 1)[-1])
     except InvalidName as error:
-        return name, sha256, None, None, None, "rejected", error.reason
+        return shown, sha256, None, None, None, "rejected", error.reason
     reason = _decode_problem(data)
     status = "rejected" if reason else "accepted"
     return name, sha256, labels.age, labels.gender, labels.race, status, reason
 
 
 def _decode_problem(data: bytes) -> str:
-    """Empty when the bytes decode to a whole image; otherwise why not."""
+    """Empty when the bytes decode to a whole image as the cache decodes it; otherwise why not."""
     if not data:
         return "empty file"
+    size = _declared_size(data)
+    if size is not None and (problem := size_problem(*size)):
+        return problem
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
+            as_mode(image, "RGB")
     except UnidentifiedImageError:
         return "not a readable image"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return "truncated or corrupt image"
     return ""
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the image's header, read as `Image.open` reads them but without
+    Pillow's decompression-bomb limit, so that a huge image is called too large, not corrupt."""
+    Image.init()
+    for format_id in Image.ID:
+        factory, accept = Image.OPEN[format_id]
+        if accept and not accept(data[:16]):
+            continue
+        try:
+            with factory(io.BytesIO(data), "") as image:
+                return image.size
+        except Exception:  # any failure means "not this format"; the full decode decides
+            continue
+    return None
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
