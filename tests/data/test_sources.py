@@ -1,5 +1,6 @@
 import hashlib
 import io
+import random
 import tarfile
 import threading
 import zipfile
@@ -225,15 +226,18 @@ def test_url_source_is_downloaded_checked_and_unpacked(utkface_folder, project, 
 
 
 def test_interrupted_download_resumes_where_it_stopped(tmp_path):
-    payload = bytes(range(256)) * 4000
+    (tmp_path / "UTKFace").mkdir()
+    (tmp_path / "UTKFace" / "noise.bin").write_bytes(random.Random(0).randbytes(1_000_000))
+    payload = make_tar(tmp_path / "served.tar.gz", tmp_path / "UTKFace").read_bytes()
+    downloads = tmp_path / "downloads"
     with RangeServer(payload, cut_after=300_000) as server:
         with pytest.raises(DataError, match="run again to resume"):
-            download(server.url, tmp_path)
-        assert (tmp_path / "UTKFace.tar.gz.part").stat().st_size == 300_000
-        path = download(server.url, tmp_path, sha256=hashlib.sha256(payload).hexdigest())
+            download(server.url, downloads)
+        assert (downloads / "UTKFace.tar.gz.part").stat().st_size == 300_000
+        path = download(server.url, downloads, sha256=hashlib.sha256(payload).hexdigest())
     assert server.ranges == [0, 300_000]
     assert path.read_bytes() == payload
-    assert not (tmp_path / "UTKFace.tar.gz.part").exists()
+    assert not (downloads / "UTKFace.tar.gz.part").exists()
 
 
 def test_checksum_mismatch_deletes_the_download(tmp_path):
