@@ -5,6 +5,7 @@ import hashlib
 import io
 import os
 import random
+import re
 import tarfile
 import threading
 import zipfile
@@ -35,12 +36,8 @@ def _tar_bytes(members: dict[str, bytes]) -> bytes:
 
 
 def _write_tar(path, members: dict[str, bytes]):
-    mode = "w" if path.name.endswith(".tar") else "w:gz"
-    with tarfile.open(path, mode) as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    data = _tar_bytes(members)
+    path.write_bytes(data if path.name.endswith(".tar") else gzip.compress(data))
     return path
 
 
@@ -157,13 +154,13 @@ def test_duplicate_member_names_are_refused(project, tmp_path):
     twice = {f"UTKFace/{NAMES[0]}": b"first", f"./UTKFace/{NAMES[0]}": b"second"}
     archive = tmp_path / "twice.tar"
     archive.write_bytes(_tar_bytes(twice))
-    with pytest.raises(DataError, match=f"twice.*{NAMES[0]}|{NAMES[0]}.*twice"):
+    with pytest.raises(DataError, match=re.escape(f"UTKFace/{NAMES[0]}' twice")):
         prepare_images(project, str(archive))
     zipped = tmp_path / "twice.zip"
     with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(zipped, "w") as zf:
         zf.writestr(f"UTKFace/{NAMES[1]}", b"first")
         zf.writestr(f"UTKFace/{NAMES[1]}", b"second")
-    with pytest.raises(DataError, match=NAMES[1]):
+    with pytest.raises(DataError, match=re.escape(f"UTKFace/{NAMES[1]}' twice")):
         prepare_images(project, str(zipped))
     assert not project.images.exists()
     assert list(project.raw.iterdir()) == []
