@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PROFILE ?= auto
+# WEIGHTS=null runs the transfer models without ImageNet weights (offline); a path uses that file
+WEIGHTS ?=
 # peer: the off-the-shelf estimator the comparison chapter tests; bench: JAX, a second backend
 # for `agegender bench` (both optional: EXTRAS=dev)
 EXTRAS ?= dev,peer,bench
@@ -29,10 +31,10 @@ $(INSTALLED): pyproject.toml
 ## Create .venv and install the package with its tools (quick when already done)
 setup: $(INSTALLED)
 
-## Get and check the data, run the chapters (PROFILE=smoke|cpu|gpu, default auto), build the book
+## Get and check the data, run the chapters (PROFILE=smoke|cpu|gpu, default auto; WEIGHTS=null offline), build the book
 report: setup
 	$(BIN)/agegender data prepare
-	$(BIN)/agegender run $(PROFILE)
+	$(BIN)/agegender run $(PROFILE) $(if $(WEIGHTS),-p weights=$(WEIGHTS))
 	$(BIN)/agegender build
 
 ## Run the profile's studies (recipe selection, seeds, data size) into results/ (PROFILE as above)

@@ -133,7 +133,13 @@ def test_execute_stops_at_the_first_failing_chapter(book):
     assert not list((book / "book").glob(".*running*"))
 
 
-def test_the_real_profiles_name_only_real_chapters_and_parameters():
+@pytest.fixture
+def imagenet_reachable(monkeypatch):
+    """As on a connected machine: ImageNet weights could be downloaded (nothing is)."""
+    monkeypatch.setattr("agegender.models.builders.check_imagenet", lambda base: None)
+
+
+def test_the_real_profiles_name_only_real_chapters_and_parameters(imagenet_reachable):
     notebooks = {nb.stem: runner.declared_parameters(nb) for nb in runner.chapters()}
     declared = set().union(*notebooks.values())
     for name in runner.profiles():
@@ -187,7 +193,7 @@ def test_executed_chapters_keep_python_warnings_but_not_native_log_lines(tmp_pat
     assert text == "UserWarning: kept\n"
 
 
-def test_every_chapter_default_is_the_cpu_profiles_value_or_the_librarys():
+def test_every_chapter_default_is_the_cpu_profiles_value_or_the_librarys(imagenet_reachable):
     """One source per default: a chapter's parameters cell says what `agegender run cpu` gives
     it, and where the profile is silent, what the package itself defaults to."""
     from agegender.models.specs import model_names

@@ -84,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a parameter (YAML value), e.g. -p epochs=3 -p weights=null",
+        help="override a parameter (a number, true/false, null or text), "
+        "e.g. -p epochs=3 -p weights=null",
     )
     run.set_defaults(handler=_run)
 

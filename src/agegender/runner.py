@@ -107,16 +107,16 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 INTEGER = re.compile(r"[-+]?[0-9]+")
 DECIMAL = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
-CONSTANTS = {"null": None, "~": None, "": None, "true": True, "false": False}
+CONSTANTS = {"null": None, "none": None, "~": None, "": None, "true": True, "false": False}
 
 
 def parameter_value(text: str):
     """A value given on the command line, read as YAML 1.2's core schema reads a scalar.
 
-    Only ``true``/``false`` are booleans, only ``null``/``~``/nothing is None, and numbers are
-    plain decimals: ``010`` is 10 (YAML 1.1 reads 8), ``1:04`` stays a string (1.1 reads 64),
-    ``no`` stays a string (1.1 reads False), ``1e-3`` is a number (1.1 reads a string). Quotes
-    make a string of anything.
+    Only ``true``/``false`` are booleans, only ``null``/``none``/``~``/nothing is None (in any
+    case, so Python's ``None`` too), and numbers are plain decimals: ``010`` is 10 (YAML 1.1 reads
+    8), ``1:04`` stays a string (1.1 reads 64), ``no`` stays a string (1.1 reads False), ``1e-3``
+    is a number (1.1 reads a string). Quotes make a string of anything.
     """
     value = text.strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":

@@ -1,6 +1,8 @@
 """Bad parameter values are refused by the plan, before any chapter runs, with what to do."""
 
 import math
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -38,9 +40,9 @@ def test_command_line_values_are_read_as_yaml_1_2_reads_them(text, value):
     assert parsed == value and type(parsed) is type(value)
 
 
-def refusal(overrides: list[str], only=("custom_cnn",)) -> str:
+def refusal(overrides: list[str], only=("custom_cnn",), profile="smoke") -> str:
     with pytest.raises(AgegenderError) as caught:
-        runner.plan("smoke", only=list(only), overrides=runner.parse_overrides(overrides))
+        runner.plan(profile, only=list(only), overrides=runner.parse_overrides(overrides))
     return str(caught.value)
 
 
@@ -111,3 +113,25 @@ def test_non_finite_rates_are_refused_by_the_training_config():
         with pytest.raises(ValueError, match=r"learning_rate must be above 0 and at most 1\.0"):
             TrainingConfig(learning_rate=value)
     assert TrainingConfig(learning_rate=1.0).learning_rate == 1.0
+
+
+def test_imagenet_weights_that_cannot_be_had_are_refused_before_any_chapter_runs(
+    tmp_path, monkeypatch
+):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    message = refusal([], only=["data", "custom_cnn", "vgg16_features"], profile="cpu")
+    assert message.startswith("03_vgg16_features.ipynb: ImageNet weights for vgg16 are not on")
+    assert "make report WEIGHTS=null" in message and "vgg16_weights_tf_dim" in message
+    for spelling in ("null", "none", "None", "~"):  # all mean no weights
+        assert (
+            runner.plan(
+                "cpu",
+                only=["vgg16_features"],
+                overrides=runner.parse_overrides([f"weights={spelling}"]),
+            )[0].parameters["weights"]
+            is None
+        )

@@ -351,7 +351,7 @@ def test_offline_imagenet_fails_fast_and_says_what_to_do(name, tmp_path, monkeyp
     message = str(error.value)
     assert spec.file in message and spec.md5 in message
     assert str(tmp_path / "models" / spec.file) in message
-    assert "weights=None" in message
+    assert "weights=null" in message
     assert elapsed < 2 * DOWNLOAD_TIMEOUT_S + 10
     with pytest.raises(AgegenderError, match="not on this machine"):
         resolve_weights("imagenet", base=spec.base, download=False)

@@ -22,7 +22,7 @@ from agegender.errors import AgegenderError
 from agegender.models.heads import assemble, check_head_options, heads
 from agegender.models.layers import Augmentation, ImagenetPreprocess
 from agegender.models.specs import spec
-from agegender.models.weights import IMAGENET_FILES, resolve_weights
+from agegender.models.weights import IMAGENET_FILES, check_imagenet, resolve_weights
 
 
 def _image_input(image_size: int, channels: int, augmentation: Augmentation | None, seed):
@@ -328,9 +328,9 @@ ARGUMENT_CHECKS = {
 
 
 def check_options(name: str, *, image_size: int, **options) -> None:
-    """Refuse what `build` would refuse, without building anything: out-of-range options, and a
-    weights file that is missing or is not a weights file. ImageNet weights are looked for when
-    the model is built (they may still have to be downloaded).
+    """Refuse what `build` would refuse, without building anything: out-of-range options, a
+    weights file that is missing or is not a weights file, and ImageNet weights that are neither
+    here nor downloadable (`check_imagenet`; they are downloaded when the model is built).
 
     Raises:
         ValueError, AgegenderError: as `build` would, with the same messages.
@@ -343,7 +343,9 @@ def check_options(name: str, *, image_size: int, **options) -> None:
     if check := ARGUMENT_CHECKS.get(function):
         check(**arguments.arguments)
     weights = arguments.arguments.get("weights")
-    if not (weights == "imagenet" and model.base):
+    if weights == "imagenet" and model.base:
+        check_imagenet(model.base)
+    else:
         resolve_weights(weights, base=model.base)
 
 

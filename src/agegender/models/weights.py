@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,14 +129,40 @@ def _weights_file(weights) -> WeightsInfo:
     return WeightsInfo(kind, str(path.resolve()), file_digest(path, "md5"))
 
 
-def _imagenet_weights(spec: ImagenetFile, *, download: bool) -> WeightsInfo:
-    folder = keras_home() / "models"
-    path = folder / spec.file
-    how_to = (
-        f"Download {spec.file} (md5 {spec.md5}) from {spec.url} and place it at {path} "
-        f"(set $KERAS_HOME to use another folder than {keras_home()}), "
-        "or use weights=None (random initialisation) or a local weights file."
+def _how_to_get(spec: ImagenetFile) -> str:
+    return (
+        f"Download {spec.file} (md5 {spec.md5}) from {spec.url} and place it at "
+        f"{keras_home() / 'models' / spec.file} (set $KERAS_HOME to use another folder than "
+        f"{keras_home()}), or run without them: weights=null (random initialisation; "
+        "`agegender run PROFILE -p weights=null`, `make report WEIGHTS=null`) or a local file."
     )
+
+
+def check_imagenet(base: str) -> None:
+    """Refuse, before any work, ImageNet weights that are neither on this machine (checked by
+    md5) nor reachable for download now (a HEAD request to their URL); else download nothing.
+
+    Raises:
+        AgegenderError: saying where to put the file, or how to run without it.
+    """
+    spec = IMAGENET_FILES[base]
+    if (keras_home() / "models" / spec.file).is_file():
+        _imagenet_weights(spec, download=False)
+        return
+    request = urllib.request.Request(spec.url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S):
+            pass
+    except OSError as error:
+        raise AgegenderError(
+            f"ImageNet weights for {base} are not on this machine and cannot be downloaded from "
+            f"here ({error}). {_how_to_get(spec)}"
+        ) from None
+
+
+def _imagenet_weights(spec: ImagenetFile, *, download: bool) -> WeightsInfo:
+    path = keras_home() / "models" / spec.file
+    how_to = _how_to_get(spec)
     if path.is_file():
         if file_digest(path, "md5") != spec.md5:
             raise AgegenderError(
