@@ -40,9 +40,19 @@ class Paths:
 
     @classmethod
     def default(cls, data_dir: str | Path | None = None, root: Path | None = None) -> Paths:
+        """The folders of the project at `root` (default: `project_root()`).
+
+        The data folder is `data_dir`, else ``$AGEGENDER_DATA_DIR``, else ``<root>/data``. A
+        relative ``$AGEGENDER_DATA_DIR`` is taken relative to the project root, not to the working
+        directory: the variable is set once for every process, and the chapters' kernels run in
+        ``book/``, so it must name the same folder from anywhere. A relative `data_dir` (given
+        on the command line, ``--data-dir``) is relative to the working directory, as any path
+        typed in a shell.
+        """
         root = root or project_root()
-        data_dir = data_dir or os.environ.get("AGEGENDER_DATA_DIR") or root / "data"
-        return cls(root=root, data=Path(data_dir).resolve())
+        if not data_dir and (env := os.environ.get("AGEGENDER_DATA_DIR")):
+            data_dir = root / env  # an absolute value stays as it is
+        return cls(root=root, data=Path(data_dir or root / "data").resolve())
 
     @property
     def raw(self) -> Path:

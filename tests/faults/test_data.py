@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from support import write_jpeg
 
+from agegender.config import Paths
 from agegender.data.cache import load_image
+from agegender.data.dataset import prepare
 from agegender.data.manifest import scan
+from agegender.errors import AgegenderError
 
 TIMESTAMP = "20170116174525125"
 
@@ -114,3 +118,149 @@ def test_images_the_cache_cannot_turn_upright_are_rejected(tmp_path, monkeypatch
 
     monkeypatch.setattr("agegender.data.manifest.as_mode", broken)
     assert set(_reasons(folder).values()) == {"truncated or corrupt image"}
+
+
+# --- the committed split --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def prepared(utkface_folder, project):
+    """A project whose data was prepared once, with its split file written."""
+    folder, _ = utkface_folder
+    prepare(project, str(folder))
+    return project
+
+
+def _edit_split(path, edit) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split(",")
+    row = next(i for i, line in enumerate(lines) if line.startswith("7") and ",test" in line)
+    fields = dict(zip(header, lines[row].rstrip("\n").split(","), strict=True))
+    lines[row : row + 1] = edit(fields, header)
+    path.write_text("".join(lines))
+
+
+def _row(fields, header, **changes) -> list[str]:
+    return [",".join({**fields, **changes}[column] for column in header) + "\n"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda f, h: _row(f, h, age="5"), r"age 5, expected 7\d"),
+        (lambda f, h: _row(f, h, age="500"), r"age 500, expected 7\d"),
+        (lambda f, h: _row(f, h, gender="7"), r"gender 7, expected [01]"),
+        (lambda f, h: _row(f, h, split="train"), "split train, expected test"),
+        (lambda f, h: _row(f, h) * 2, "lists a file more than once"),
+    ],
+    ids=["age-5", "age-500", "gender-7", "moved-row", "duplicated-row"],
+)
+def test_an_edited_split_file_is_refused_with_the_rows_and_the_fix(prepared, edit, expected):
+    _edit_split(prepared.split_file, edit)
+    with pytest.raises(AgegenderError, match=expected) as raised:
+        prepare(prepared)
+    message = str(raised.value)
+    assert "line" in message
+    assert "git checkout -- " in message and "agegender data prepare --new-split" in message
+
+
+def test_an_intact_split_file_is_accepted_and_kept(prepared):
+    committed = prepared.split_file.read_bytes()
+    prepare(prepared)
+    assert prepared.split_file.read_bytes() == committed
+
+
+# --- caches ---------------------------------------------------------------------------------------
+
+
+def test_a_truncated_manifest_cache_is_rebuilt_not_trusted(prepared):
+    lines = prepared.manifest_cache.read_text().splitlines(keepends=True)
+    prepared.manifest_cache.write_text("".join(lines[: len(lines) // 2]))
+    data = prepare(prepared)  # today: "listed in the split but missing on disk"
+    assert len(data.manifest) == len(list(prepared.images.iterdir()))
+    fresh = prepare(prepared, new_split=True)
+    assert len(fresh.split) == fresh.manifest["use"].sum() == 103
+
+
+def _zero_pixels(image_cache, rows=slice(None)) -> None:
+    pixels = np.load(image_cache.folder / "images.npy", mmap_mode="r+")
+    pixels[rows] = 0
+    pixels.flush()
+    del pixels
+
+
+def test_a_cache_whose_pixels_were_zeroed_is_rebuilt_when_opened(prepared):
+    data = prepare(prepared)
+    built = data.image_cache(16)
+    expected = np.array(built.images)
+    _zero_pixels(built)
+    np.testing.assert_array_equal(data.image_cache(16).images, expected)
+
+
+def test_prepare_checks_every_byte_of_the_caches(prepared):
+    data = prepare(prepared)
+    built = data.image_cache(16)
+    expected = np.array(built.images)
+    _zero_pixels(built, rows=1)  # not among the rows checked on every opening
+    assert (built.folder / "images.npy").is_file()
+    prepare(prepared)
+    assert not built.folder.exists()
+    np.testing.assert_array_equal(data.image_cache(16).images, expected)
+
+
+def test_folders_of_killed_cache_builds_are_removed_on_the_next_run(prepared):
+    cache_root = prepared.cache
+    killed = cache_root / ".building-999999999-x1y2"  # no such process
+    older = cache_root / ".building-k3j4l5"  # an older version's name, hours old
+    running = cache_root / f".building-{os.getpid()}-a1b2"
+    for folder in (killed, older, running):
+        folder.mkdir(parents=True)
+        (folder / "images.npy").write_bytes(b"\0" * 100)
+    os.utime(older, (1, 1))
+    prepare(prepared)
+    assert not killed.exists() and not older.exists()
+    assert running.exists()
+
+
+# --- too little data ------------------------------------------------------------------------------
+
+
+def test_a_split_of_three_images_is_refused_saying_how_many_it_needs(tmp_path, project):
+    folder = tmp_path / "UTKFace"
+    for seed, age in enumerate((25, 30, 35)):
+        write_jpeg(folder / f"{age}_0_0_2017011617452512{seed}.jpg.chip.jpg", seed)
+    with pytest.raises(AgegenderError, match=r"3 usable image\(s\) are too few .* at least 7"):
+        prepare(project, str(folder))
+    assert not project.split_file.exists()
+
+
+def test_a_split_that_would_leave_a_set_empty_is_refused(tmp_path, project):
+    folder = tmp_path / "UTKFace"
+    for seed, age in enumerate((2, 15, 25, 45, 65, 70, 80, 90)):  # one or two per age band
+        write_jpeg(folder / f"{age}_{seed % 2}_0_2017011617452512{seed}.jpg.chip.jpg", seed)
+    with pytest.raises(AgegenderError, match="leaves val and test empty"):
+        prepare(project, str(folder))
+
+
+def test_a_folder_without_a_usable_image_says_why_each_file_was_rejected(tmp_path, project):
+    folder = tmp_path / "UTKFace"
+    for seed in range(3):
+        write_jpeg(folder / f"abc_0_0_2017011617452512{seed}.jpg.chip.jpg", seed)
+    (folder / "30_0_0_20170116174525125.jpg.chip.jpg").write_bytes(b"")
+    message = "No usable images in .*: 4 file.*3 age is not a number; 1 empty file"
+    with pytest.raises(AgegenderError, match=message):
+        prepare(project, str(folder))
+
+
+# --- where the data lives -------------------------------------------------------------------------
+
+
+def test_a_relative_data_dir_names_the_same_folder_from_every_working_directory(
+    project, monkeypatch
+):
+    monkeypatch.setenv("AGEGENDER_DATA_DIR", "elsewhere/data")
+    (project.root / "book").mkdir()
+    monkeypatch.chdir(project.root / "book")  # where the chapters' kernels run
+    assert Paths.default().data == project.root / "elsewhere" / "data"
+    monkeypatch.setenv("AGEGENDER_DATA_DIR", "/absolute/data")
+    assert Paths.default().data == Path("/absolute/data")

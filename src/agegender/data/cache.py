@@ -4,7 +4,12 @@ A cache lives in ``<cache>/images-<size>px-<colour>-<key>/`` as ``images.npy`` (
 channels) plus ``meta.json`` (row order, key, timing). The key hashes the (file, sha256) rows it
 was built from, so a changed split or changed images give a new cache; an older cache of the same
 size and colour is then deleted. It is built in a temporary folder and renamed into place, so an
-interrupted build is never mistaken for a finished one. Opening it maps the file without reading it.
+interrupted build is never mistaken for a finished one; the folder of a build whose process is gone
+(``.building-<pid>-*``) is removed by the next build or `check_caches`.
+
+``meta.json`` records the sha256 of all the pixels and of a sample of rows. Opening a cache checks
+the sample (a few hundred kilobytes, so damage such as zeroed pixels is caught cheaply);
+`check_caches`, run by ``data prepare``, checks every byte. A cache that fails is rebuilt.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ FORMAT_VERSION = 2  # 2: EXIF orientation, 16-bit scaling and transparency handl
 MAX_PIXELS = 40_000_000
 BACKGROUND = (128, 128, 128)  # mid grey: what transparent pixels become
 WRITE_CHUNK = 512  # images decoded in parallel, then written in order
+SAMPLE_ROWS = 64  # rows whose digest is checked each time a cache is opened
+BUILDING = ".building-"
+OLD_BUILD_SECONDS = 3600  # a build folder without a process id is stale after this long
 
 
 @dataclass(frozen=True)
@@ -84,21 +92,27 @@ def build_image_cache(
     key = cache_key(table, size, color)
     prefix = f"images-{size}px-{color}-"
     folder = cache_root / f"{prefix}{key[:16]}"
+    remove_stale_builds(cache_root)
     if (folder / "meta.json").is_file():
-        return open_image_cache(folder)
+        try:
+            return open_image_cache(folder)
+        except DataError as error:
+            print(f"note: {error}; rebuilding it")
+            shutil.rmtree(folder, ignore_errors=True)
 
     cache_root.mkdir(parents=True, exist_ok=True)
     files = table["file"].tolist()
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_root))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{BUILDING}{os.getpid()}-", dir=cache_root))
     try:
-        _decode_into(
+        pixels_sha256 = _decode_into(
             tmp / "images.npy",
             [images / f for f in files],
             size,
             color,
             workers or os.cpu_count() or 1,
         )
+        built = np.load(tmp / "images.npy", mmap_mode="r")
         write_json_atomic(
             tmp / "meta.json",
             {
@@ -108,9 +122,12 @@ def build_image_cache(
                 "color": color,
                 "count": len(files),
                 "build_seconds": round(time.perf_counter() - started, 3),
+                "pixels_sha256": pixels_sha256,
+                "sample_sha256": _sample_sha256(built),
                 "files": files,
             },
         )
+        del built
         for stale in cache_root.glob(f"{prefix}*"):
             shutil.rmtree(stale, ignore_errors=True)
         os.replace(tmp, folder)
@@ -120,8 +137,30 @@ def build_image_cache(
     return open_image_cache(folder)
 
 
-def _decode_into(path: Path, files: list[Path], size: int, color: str, workers: int) -> None:
-    """Write the decoded images to a new .npy file chunk by chunk, so memory stays flat."""
+def remove_stale_builds(cache_root: Path) -> list[Path]:
+    """Remove the folders of builds whose process is gone (killed); returns them."""
+    stale = [build for build in cache_root.glob(f"{BUILDING}*") if not _build_is_running(build)]
+    for build in stale:
+        shutil.rmtree(build, ignore_errors=True)
+    return stale
+
+
+def _build_is_running(build: Path) -> bool:
+    pid = build.name[len(BUILDING) :].split("-", 1)[0]
+    if not pid.isdecimal():  # named by an older version, without its process id
+        return time.time() - build.stat().st_mtime < OLD_BUILD_SECONDS
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _decode_into(path: Path, files: list[Path], size: int, color: str, workers: int) -> str:
+    """Write the decoded images to a new .npy file chunk by chunk, so memory stays flat; returns
+    the sha256 of the pixels."""
     mode, channels = COLORS[color]
     header = np.lib.format.open_memmap(
         path, mode="w+", dtype=np.uint8, shape=(len(files), size, size, channels)
@@ -132,6 +171,7 @@ def _decode_into(path: Path, files: list[Path], size: int, color: str, workers: 
     def decode(file: Path) -> np.ndarray:
         return load_image(file, size, mode)
 
+    digest = hashlib.sha256()
     with (
         open(path, "r+b") as out,
         ThreadPoolExecutor(workers) as pool,
@@ -141,13 +181,19 @@ def _decode_into(path: Path, files: list[Path], size: int, color: str, workers: 
     ):
         out.seek(offset)
         for start in range(0, len(files), WRITE_CHUNK):
-            chunk = list(pool.map(decode, files[start : start + WRITE_CHUNK]))
-            out.write(np.stack(chunk).tobytes())
+            chunk = np.stack(list(pool.map(decode, files[start : start + WRITE_CHUNK])))
+            out.write(chunk.tobytes())
+            digest.update(chunk)
             bar.update(len(chunk))
+    return digest.hexdigest()
 
 
-def open_image_cache(folder: Path) -> ImageCache:
-    """Map a built cache without reading its pixels."""
+def open_image_cache(folder: Path, *, full_check: bool = False) -> ImageCache:
+    """Map a built cache, checking the digest of a sample of its rows (of all, with `full_check`).
+
+    Raises:
+        DataError: the cache is unreadable, inconsistent or damaged.
+    """
     try:
         meta = json.loads((folder / "meta.json").read_text())
         images = np.load(folder / "images.npy", mmap_mode="r")
@@ -157,7 +203,42 @@ def open_image_cache(folder: Path) -> ImageCache:
         ) from error
     if images.shape[0] != len(meta["files"]):
         raise DataError(f"The image cache {folder} is inconsistent; delete it to rebuild.")
+    digests = {"sample_sha256": _sample_sha256}
+    if full_check:
+        digests["pixels_sha256"] = _pixels_sha256
+    for name, digest in digests.items():
+        if meta.get(name) != digest(images):
+            raise DataError(
+                f"The image cache {folder} is damaged or of an older version (its {name} is "
+                "not the one recorded when it was built); delete it to rebuild."
+            )
     return ImageCache(folder=folder, files=np.asarray(meta["files"]), images=images, meta=meta)
+
+
+def check_caches(cache_root: Path) -> list[Path]:
+    """Check every byte of every image cache; remove those that fail (they are rebuilt when next
+    used) and the folders of killed builds. Returns what was removed."""
+    removed = remove_stale_builds(cache_root)
+    for folder in sorted(cache_root.glob("images-*")):
+        try:
+            open_image_cache(folder, full_check=True)
+        except DataError as error:
+            print(f"note: {error}; removed, it is rebuilt when next used")
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _sample_sha256(images: np.ndarray) -> str:
+    rows = np.unique(np.linspace(0, len(images) - 1, min(len(images), SAMPLE_ROWS)).astype(int))
+    return hashlib.sha256(np.ascontiguousarray(images[rows])).hexdigest()
+
+
+def _pixels_sha256(images: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for start in range(0, len(images), WRITE_CHUNK):
+        digest.update(np.ascontiguousarray(images[start : start + WRITE_CHUNK]))
+    return digest.hexdigest()
 
 
 def size_problem(width: int, height: int) -> str:

@@ -139,39 +139,50 @@ def prepare(
         duplicates, conflicts: the duplicate policy (see `manifest`).
         fractions, seed: the split's shares and seed (see `split.make_split`).
 
+    The committed split is verified as a whole (`split.verify_split`: labels, groups and splits as
+    its policy makes them from its files), and every image cache is checked byte for byte
+    (`cache.check_caches`; one that fails is removed and rebuilt when next used).
+
     Returns:
         The checked `UTKFace`.
 
     Raises:
-        DataError: no data, or data that does not match the committed split (with an explanation).
+        DataError: no data, no usable images, or a split that does not match the data or its policy
+            (with an explanation and what to do).
     """
     paths = paths or Paths.default()
     images = sources.prepare_images(paths, source, sha256=sha256)
     scanned = manifest.scan(images, cache_file=paths.manifest_cache)
     policy_file = paths.split_file.with_suffix(".json")
-    if new_split or not paths.split_file.is_file():
+    making = new_split or not paths.split_file.is_file()
+    if making:
         policy = {
             "duplicates": duplicates,
             "conflicts": conflicts,
             "fractions": list(fractions),
             "seed": seed,
         }
-        table = manifest.apply_duplicate_policy(scanned, duplicates=duplicates, conflicts=conflicts)
+    else:
+        policy = _read_policy(policy_file)
+    table = manifest.apply_duplicate_policy(
+        scanned, duplicates=policy["duplicates"], conflicts=policy["conflicts"]
+    )
+    _require_usable(table, images)
+    if making:
         splits.write_split(
             splits.make_split(table, fractions=fractions, seed=seed), paths.split_file
         )
         write_json_atomic(
             policy_file, {**policy, "made_from_dataset_sha256": manifest.dataset_fingerprint(table)}
         )
-    else:
-        policy = _read_policy(policy_file)
-        table = manifest.apply_duplicate_policy(
-            scanned, duplicates=policy["duplicates"], conflicts=policy["conflicts"]
-        )
     split = splits.read_split(paths.split_file)
     check = splits.check_split(split, table)
     if not check.ok:
         raise DataError(check.explain(paths.split_file, images))
+    splits.verify_split(
+        split, table, paths.split_file, fractions=policy["fractions"], seed=policy["seed"]
+    )
+    cache.check_caches(paths.cache)
     return UTKFace(paths=paths, manifest=table, split=split, check=check, policy=policy)
 
 
@@ -205,6 +216,23 @@ def report(data: UTKFace) -> dict:
         "dataset_sha256": manifest.dataset_fingerprint(table),
         "split_sha256": file_sha256(data.paths.split_file),
     }
+
+
+def _require_usable(table: pd.DataFrame, images: Path) -> None:
+    """Refuse a folder without one usable image, counting why each file was not used."""
+    if table["use"].any():
+        return
+    rejected = table.loc[table["status"] == "rejected", "reason"].value_counts()
+    why = [f"{count} {reason}" for reason, count in rejected.items()]
+    left_out = int((table["status"] == "accepted").sum())
+    if left_out:
+        why.append(f"{left_out} accepted but left out (duplicates with conflicting labels)")
+    raise DataError(
+        f"No usable images in {images}: {len(table)} file(s), "
+        + ("; ".join(why) or "none")
+        + ". Point --source at UTKFace's images (files named like "
+        "24_0_1_20170116220224657.jpg.chip.jpg)."
+    )
 
 
 def _read_policy(path: Path) -> dict:

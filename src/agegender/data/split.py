@@ -8,9 +8,11 @@ files and seed give the same split on every machine and NumPy version.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from agegender.data.labels import age_band
@@ -21,6 +23,10 @@ SPLITS = ("train", "val", "test")
 COLUMNS = ["file", "sha256", "age", "gender", "race", "group", "split"]
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 DEFAULT_SEED = 20170116
+RESTORE = (
+    "Split files are not edited by hand: restore the committed one with `git checkout -- {path}`, "
+    "or make a split of your own with `agegender data prepare --new-split`."
+)
 
 
 def make_split(
@@ -38,12 +44,16 @@ def make_split(
 
     Returns:
         The split table with `COLUMNS`, sorted by file.
+
+    Raises:
+        DataError: too few images for every split to get some.
     """
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(
             f"fractions must be three positive shares summing to 1. Received: fractions={fractions}"
         )
     used = manifest[manifest["use"]]
+    _require_enough(len(used), fractions)
     groups = used.groupby("group", sort=True).agg(
         age=("age", "first"), gender=("gender", "first"), images=("file", "size")
     )
@@ -57,7 +67,32 @@ def make_split(
         for group, share in share_before.items():
             assignment[group] = SPLITS[int((share >= bounds - 1e-12).sum())]
     table = used.assign(split=used["group"].map(assignment))
+    _require_every_split(table, fractions)
     return _typed(table.sort_values("file", ignore_index=True))
+
+
+def _fewest_images(fractions) -> int:
+    """Images one age band and gender needs before each split gets one (7 for 70/15/15)."""
+    return math.ceil(1 / min(fractions[1:]) - 1e-9)
+
+
+def _require_enough(images: int, fractions) -> None:
+    if images < _fewest_images(fractions):
+        raise DataError(
+            f"{images} usable image(s) are too few for a split: it needs at least "
+            f"{_fewest_images(fractions)} images of one age band and gender for train, val and "
+            "test to get one each (thousands for useful results). Add images."
+        )
+
+
+def _require_every_split(table: pd.DataFrame, fractions) -> None:
+    empty = [name for name in SPLITS if not (table["split"] == name).any()]
+    if empty:
+        raise DataError(
+            f"A split of these {len(table)} usable images leaves {' and '.join(empty)} empty: "
+            f"it needs at least {_fewest_images(fractions)} images in one age band and gender "
+            "for train, val and test to get one each. Add images."
+        )
 
 
 def write_split(split: pd.DataFrame, path: Path) -> None:
@@ -75,6 +110,13 @@ def read_split(path: Path) -> pd.DataFrame:
     bad = sorted(set(table["split"]) - set(SPLITS))
     if bad:
         raise DataError(f"The split file {path} has split values other than {SPLITS}: {bad}")
+    repeated = table["file"].duplicated(keep=False)
+    if repeated.any():
+        lines = ", ".join(str(line + 2) for line in table.index[repeated][:10])
+        raise DataError(
+            f"The split file {path} lists a file more than once (lines {lines}). "
+            + RESTORE.format(path=path)
+        )
     try:
         return _typed(table.replace({"race": {"": None}}))
     except (TypeError, ValueError) as error:
@@ -131,3 +173,39 @@ def check_split(split: pd.DataFrame, manifest: pd.DataFrame) -> SplitCheck:
         unusable=sorted(same.index[same & ~on_disk.loc[common, "use"]]),
         new=sorted(on_disk.index[on_disk["use"]].difference(in_split.index)),
     )
+
+
+def verify_split(
+    split: pd.DataFrame, manifest: pd.DataFrame, path: Path, *, fractions, seed: int
+) -> None:
+    """Refuse a split file that is not the split its policy makes of its own files.
+
+    The split is made again from the manifest rows of its files (after `check_split` passed, each
+    is on disk, unchanged and used) with the recorded `fractions` and `seed`; every row must agree:
+    labels as the file names give them, group, and which split the row is in.
+
+    Raises:
+        DataError: naming the rows that differ, and how to restore the file.
+    """
+    expected = make_split(
+        manifest[manifest["file"].isin(split["file"])], fractions=tuple(fractions), seed=seed
+    ).set_index("file")
+    actual = split.set_index("file")
+    expected = expected.loc[actual.index]
+    lines = []
+    for column in COLUMNS[1:]:
+        here = actual[column].astype("string").fillna("unknown").to_numpy()
+        made = expected[column].astype("string").fillna("unknown").to_numpy()
+        for row in np.flatnonzero(here != made):
+            lines.append(
+                f"  - line {row + 2} ({actual.index[row]}): {column} {here[row]}, "
+                f"expected {made[row]}"
+            )
+    if lines:
+        raise DataError(
+            f"The split file {path} disagrees in {len(lines)} place(s) with its file names (the "
+            "labels) and its recorded policy (which split each file is in):\n"
+            + "\n".join(lines[:10])
+            + "\n"
+            + RESTORE.format(path=path)
+        )
