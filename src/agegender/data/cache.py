@@ -8,8 +8,9 @@ interrupted build is never mistaken for a finished one; the folder of a build wh
 (``.building-<pid>-*``) is removed by the next build or `check_caches`.
 
 ``meta.json`` records the sha256 of all the pixels and of a sample of rows. Opening a cache checks
-the sample (a few hundred kilobytes, so damage such as zeroed pixels is caught cheaply);
-`check_caches`, run by ``data prepare``, checks every byte. A cache that fails is rebuilt.
+the sample (`SAMPLE_ROWS` rows, at most 10 MB, so damage such as zeroed pixels is caught cheaply);
+`check_caches`, run by `dataset.prepare`, checks every byte (about a second per GB). A cache that
+fails is rebuilt.
 """
 
 from __future__ import annotations
