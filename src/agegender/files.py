@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -20,6 +23,50 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, payload: object) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def temporary_name(path: Path) -> Path:
+    """A hidden name beside `path` for this process, with the same suffix (writers such as Keras'
+    check it): ``.best.1234.tmp.keras`` for ``best.keras``."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yield `temporary_name(path)` to write to; when the block succeeds, what was written there
+    replaces `path` (nothing written: `path` is left as it is); when it fails, it is removed.
+    Readers see the old file or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if tmp.exists():
+        os.replace(tmp, path)
+
+
+@contextmanager
+def replacing_folder(folder: Path) -> Iterator[Path]:
+    """Yield an empty hidden folder beside `folder` to fill; when the block succeeds, it replaces
+    `folder` as a whole (readers see the old files or the new ones, never a mix; for an instant,
+    no folder); when it fails, it is removed and `folder` is left as it was. What a killed
+    process left beside `folder` is removed first."""
+    for leftover in folder.parent.glob(f".{folder.name}.*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = folder.with_name(f".{folder.name}.{os.getpid()}.old.tmp")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:

@@ -8,12 +8,15 @@ a study's runs, `agegender.studies`, in ``results/<profile>/studies/<study>/<var
     predictions.csv   one row per test image
     provenance.json   data, parameters, weights, seed, backend, devices, versions, commit, time
 
-`write_run` writes the provenance last, so a folder with a provenance is complete. Nothing here
-imports Keras: the comparison chapter reads results without loading a backend.
+`write_run` writes a folder as one unit: a reader sees the previous run's files or the new
+run's, never a mix (a disk that fills half-way leaves the previous run whole). The provenance
+names the sha256 of the other files, and `load` refuses a folder whose files do not match it.
+Nothing here imports Keras: the comparison chapter reads results without loading a backend.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +26,7 @@ import pandas as pd
 from agegender import evaluation
 from agegender.config import Paths
 from agegender.errors import AgegenderError
-from agegender.files import write_json_atomic, write_text_atomic
+from agegender.files import file_sha256, replacing_folder
 from agegender.models.specs import model_names
 
 STUDIES = "studies"
@@ -33,6 +36,8 @@ HISTORY, METRICS, PREDICTIONS, PROVENANCE = (
     "predictions.csv",
     "provenance.json",
 )
+# The provenance's entry naming the sha256 of the run's other files (runs written since).
+FILES = "files_sha256"
 
 
 @dataclass(frozen=True)
@@ -68,13 +73,21 @@ def write_run(
     provenance: dict,
     history: pd.DataFrame | None = None,
 ) -> Path:
-    """Write one run's files atomically, the provenance last; returns the folder."""
+    """Write one run's files as one unit (`agegender.files.replacing_folder`), the provenance
+    naming the others' sha256; returns the folder."""
+    texts = {PREDICTIONS: predictions.to_csv(index=False), METRICS: _json(metrics)}
     if history is not None:
-        write_text_atomic(folder / HISTORY, history.to_csv(index=False))
-    write_text_atomic(folder / PREDICTIONS, predictions.to_csv(index=False))
-    write_json_atomic(folder / METRICS, evaluation.to_json_ready(metrics))
-    write_json_atomic(folder / PROVENANCE, evaluation.to_json_ready(provenance))
+        texts[HISTORY] = history.to_csv(index=False)
+    digests = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in texts.items()}
+    texts[PROVENANCE] = _json({**provenance, FILES: digests})
+    with replacing_folder(Path(folder)) as tmp:
+        for name, text in texts.items():
+            (tmp / name).write_text(text, encoding="utf-8")
     return folder
+
+
+def _json(payload: dict) -> str:
+    return json.dumps(evaluation.to_json_ready(payload), indent=2, sort_keys=True) + "\n"
 
 
 def provenance_of(folder: Path) -> dict | None:
@@ -89,7 +102,8 @@ def load(folder: Path) -> RunResults:
     """Read one run's folder; a peer's has no ``history.csv``.
 
     Raises:
-        AgegenderError: a file is missing, naming it and what to run.
+        AgegenderError: a file is missing, or does not belong with the provenance, naming it and
+            what to run.
     """
     record = provenance_of(folder)
     trained = record is None or not ({"peer", "baseline"} & set(record))
@@ -97,6 +111,7 @@ def load(folder: Path) -> RunResults:
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise AgegenderError(f"{folder} lacks {missing}: run its chapter first.")
+    _check_together(folder, record or {})
     return RunResults(
         name=folder.name,
         history=pd.read_csv(folder / HISTORY) if trained else None,
@@ -104,6 +119,21 @@ def load(folder: Path) -> RunResults:
         predictions=pd.read_csv(folder / PREDICTIONS),
         provenance=record,
     )
+
+
+def _check_together(folder: Path, record: dict) -> None:
+    """Refuse files whose sha256 differs from the one the provenance names (runs written before
+    the provenance named them are not checked)."""
+    mixed = [
+        name
+        for name, digest in record.get(FILES, {}).items()
+        if file_sha256(folder / name) != digest
+    ]
+    if mixed:
+        raise AgegenderError(
+            f"{folder}: {mixed} do not belong with its {PROVENANCE} (they come from another run "
+            "or were edited): run its chapter again."
+        )
 
 
 def load_models(profile: str, paths: Paths | None = None) -> dict[str, RunResults]:
@@ -144,7 +174,8 @@ def _beside_models(profile: str, paths: Paths | None, kind: str) -> dict[str, Ru
         return {}
     found = {}
     for candidate in sorted(folder.iterdir()):
-        if not candidate.is_dir() or candidate.name in (*model_names(), STUDIES):
+        hidden = candidate.name.startswith(".")  # a folder being written
+        if hidden or not candidate.is_dir() or candidate.name in (*model_names(), STUDIES):
             continue
         record = provenance_of(candidate)
         if record is None or kind in record:
