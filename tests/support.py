@@ -138,6 +138,7 @@ def write_run(folder, *, weights_kind="none", age_offset=0.0, seed=0):
                 "feature_extraction_s": 10.0,
                 "parameters": {
                     "image_size": 64,
+                    "config": {"epochs": 2, "fine_tune_epochs": 0},
                     "data": {"train": {"images": 400}, "test": {"images": 60, "rows_sha256": "r"}},
                 },
             }

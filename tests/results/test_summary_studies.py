@@ -84,3 +84,18 @@ def test_the_comparison_has_one_notice_for_every_untrained_transfer_model(tmp_pa
     assert notice.count(":::{warning}") == 1
     assert "vgg16_features (random initialisation) and resnet50_finetune" in notice
     assert "custom_cnn" not in notice
+
+
+def test_what_was_run_says_where_each_number_comes_from(tmp_path):
+    paths = Paths(tmp_path, tmp_path / "data")
+    paths.split_file.parent.mkdir(parents=True)
+    paths.split_file.write_text("split\n" + "train\n" * 400 + "val\n" * 60 + "test\n" * 60)
+    write_run(paths.run_results("cpu", "custom_cnn"))
+    (paths.profile_results("cpu") / store.CHAPTER_TIMES).write_text(
+        json.dumps({"02_custom_cnn": {"seconds": 600.0}, "05_comparison": {"seconds": 60.0}})
+    )
+    note = summary.what_was_run("cpu", store.load_models("cpu", paths), paths)
+    assert note.startswith(":::{note} What was run\nProfile `cpu`: ") and note.endswith(":::")
+    assert "The committed split: 400 train, 60 val, 60 test images." in note
+    assert "**custom_cnn**: 400 training images (all of them) at 64 px" in note
+    assert "The 2 chapters took 11 min" in note

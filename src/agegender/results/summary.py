@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from agegender import provenance
+from agegender.config import Paths
 from agegender.results import store, tables
 from agegender.results import studies as study_results
 from agegender.results.store import RunResults
@@ -60,6 +61,60 @@ def comparison_chapter(
         "weights_notice": transfer_notice(runs),
         "answer": answer(runs, peers, baselines),
     }
+
+
+def what_was_run(profile: str, runs: dict[str, RunResults], paths=None) -> MarkdownText:
+    """A MyST note saying what the report's numbers come from: the profile and its purpose, the
+    split's sizes, and per model its training images, image size, epochs (and whether validation
+    stopped improving before the budget ran out), seed and training time; the chapters' total."""
+    import pandas as pd
+
+    from agegender import runner
+
+    paths = paths or Paths.default()
+    sizes = pd.read_csv(paths.split_file, usecols=["split"])["split"].value_counts()
+    said = ", ".join(f"{sizes.get(which, 0):,} {which}" for which in ("train", "val", "test"))
+    lines = [
+        ":::{note} What was run",
+        f"Profile `{profile}`: {runner.load_profile(profile)['description']}",
+        "",
+        f"The committed split: {said} images.",
+        "",
+        *(f"- {_run_line(run, sizes.get('train', 0))}" for run in runs.values() if run.trained),
+    ]
+    times = store.load_chapter_times(profile, paths)
+    if times:
+        minutes = sum(entry["seconds"] for entry in times.values()) / 60
+        lines += [
+            "",
+            f"The {len(times)} chapters took {minutes:.0f} min on the machine that ran them.",
+        ]
+    return MarkdownText("\n".join([*lines, ":::"]))
+
+
+def _run_line(run: RunResults, train_size: int) -> str:
+    from agegender.models.specs import MODELS
+
+    record = run.provenance
+    config = record["parameters"]["config"]
+    images = record["parameters"]["data"]["train"]["images"]
+    subset = "all of them" if images == train_size else "a fixed, seeded subset"
+    fine_tunes = run.name in MODELS and MODELS[run.name].fine_tunes
+    budget = config["epochs"] + (config["fine_tune_epochs"] if fine_tunes else 0)
+    best = run.metrics.get("best_epoch")
+    if record["epochs_run"] < budget:
+        ending = "validation stopped improving before the budget ran out"
+    elif best is not None and best + 1 == record["epochs_run"]:
+        ending = "still improving at its last epoch: not converged"
+    else:
+        ending = "its whole budget"
+    kept = f", best epoch {best + 1} kept" if best is not None else ""
+    return (
+        f"**{run.name}**: {images:,} training images ({subset}) at "
+        f"{record['parameters']['image_size']} px; {record['epochs_run']} of at most {budget} "
+        f"epochs ({ending}{kept}); seed {record['seed']}; "
+        f"{tables.training_seconds(record) / 60:.0f} min of training."
+    )
 
 
 def answer(
