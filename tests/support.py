@@ -144,3 +144,73 @@ def write_run(folder, *, weights_kind="none", age_offset=0.0, seed=0):
             }
         )
     )
+
+
+# Tiny synthetic training runs (Keras is imported only by the helpers that need it).
+SIZE = 16
+TINY_CNN = {"width": 8, "depth": 2, "units": 16, "dropout": 0.0}
+
+
+def synthetic_faces(n: int, size: int = SIZE, seed: int = 0):
+    """Images whose brightness is the age (0-80) and whose left half is brighter for females."""
+    rng = np.random.default_rng(seed)
+    ages = rng.integers(0, 81, n)
+    genders = rng.integers(0, 2, n)
+    images = np.repeat((ages * 3.0)[:, None, None, None], 3, axis=-1) * np.ones((1, size, size, 1))
+    images[:, :, : size // 2] += 40.0 * genders[:, None, None, None]
+    images += rng.normal(0, 4, images.shape)
+    files = [
+        f"{a}_{g}_{i % 5}_20170101{i:09d}.jpg.chip.jpg"
+        for i, (a, g) in enumerate(zip(ages, genders, strict=True))
+    ]
+    return np.clip(images, 0, 255).astype("uint8"), ages, genders, np.array(files)
+
+
+def loaders(n_train=64, n_val=16, n_test=16, size=SIZE, batch_size=16):
+    """Train (shuffled), validation and test `FaceBatches` of `synthetic_faces`."""
+    from agegender.data.loader import FaceBatches
+
+    images, ages, genders, files = synthetic_faces(n_train + n_val + n_test, size)
+    rows = np.arange(len(images))
+    return (
+        FaceBatches(
+            images, rows[:n_train], ages, genders, files, batch_size=batch_size, shuffle=True
+        ),
+        FaceBatches(
+            images, rows[n_train : n_train + n_val], ages, genders, files, batch_size=batch_size
+        ),
+        FaceBatches(images, rows[n_train + n_val :], ages, genders, files, batch_size=batch_size),
+    )
+
+
+def config(**changes):
+    """A `TrainingConfig` for tiny runs: 3 epochs, quick bootstrap, silent, patient callbacks."""
+    from agegender.training.config import TrainingConfig
+
+    values = {
+        "epochs": 3,
+        "learning_rate": 3e-3,
+        "bootstrap_resamples": 20,
+        "verbose": 0,
+        "early_stopping_patience": 20,
+        "reduce_lr_patience": 20,
+        **changes,
+    }
+    return TrainingConfig(**values)
+
+
+def write_notebook(path, parameters: str, body: str):
+    """A chapter: a ``parameters`` cell and one more code cell, for the python3 kernel."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(notebook, path)

@@ -4,6 +4,7 @@ import sys
 
 import nbformat
 import pytest
+from support import write_notebook
 
 from agegender import runner
 from agegender.config import Paths
@@ -11,20 +12,6 @@ from agegender.errors import AgegenderError
 from agegender.results import store, tables
 
 ROOT_MARKERS = ("pyproject.toml",)
-
-
-def write_notebook(path, parameters: str, body: str):
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [
-        nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(body),
-    ]
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(notebook, path)
 
 
 @pytest.fixture

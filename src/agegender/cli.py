@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from agegender.errors import AgegenderError
@@ -17,12 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     except AgegenderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        cause = f" by {interrupt}" if str(interrupt) else ""  # SIGTERM (agegender.runner)
         print(
-            "interrupted: nothing half-written was kept; run the command again to resume",
+            f"interrupted{cause}: nothing half-written was kept; run the command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return 128 + signal.SIGTERM if cause else 130
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -12,9 +12,12 @@ import ast
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -263,44 +266,82 @@ def execute(steps: list[Step]) -> None:
     """Execute each chapter in order, writing it back into ``book/`` only when it succeeded.
 
     Raises:
-        AgegenderError: at the first failing chapter, naming the failing cell; the failed notebook
-            is kept beside it as ``<chapter>.failed.ipynb``.
+        AgegenderError: at the first failing chapter, naming the failing cell, or saying that its
+            kernel died; the executed notebook is kept beside it as ``<chapter>.failed.ipynb``.
+        KeyboardInterrupt: on Ctrl-C or SIGTERM (its argument then ``"SIGTERM"``), with the
+            chapter's partial notebook removed.
     """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kernels inherit it: no TF notices
+    with sigterm_as_interrupt():
+        for step in steps:
+            execute_one(step)
+
+
+def execute_one(step: Step) -> None:
+    """Execute one chapter into a hidden notebook beside it, which replaces it on success."""
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kernels inherit it: no TF notices
-    for step in steps:
-        started = time.time()
-        running = step.notebook.with_name(f".{step.notebook.stem}.running.ipynb")
-        failed = step.notebook.with_suffix(".failed.ipynb")
-        print(f"== {step.notebook.name} {step.parameters}", flush=True)
-        try:
-            papermill.execute_notebook(
-                str(step.notebook),
-                str(running),
-                parameters=step.parameters,
-                kernel_name="python3",
-                cwd=str(step.notebook.parent),
-                progress_bar=True,
-                # Native (C++) stderr goes to this process's log, not into the notebook.
-                extra_arguments=["--IPKernelApp.capture_fd_output=False"],
-            )
-        except PapermillExecutionError as error:
-            os.replace(running, failed)
-            raise AgegenderError(
-                f"{step.notebook.name} failed in cell {error.exec_count}: {error.ename}: "
-                f"{error.evalue}\nThe executed notebook is saved as {failed}."
-            ) from error
-        except BaseException:
-            running.unlink(missing_ok=True)
-            raise
+    started = time.time()
+    running = step.notebook.with_name(f".{step.notebook.stem}.running.ipynb")
+    failed = step.notebook.with_suffix(".failed.ipynb")
+    print(f"== {step.notebook.name} {step.parameters}", flush=True)
+    try:
+        papermill.execute_notebook(
+            str(step.notebook),
+            str(running),
+            parameters=step.parameters,
+            kernel_name="python3",
+            cwd=str(step.notebook.parent),
+            progress_bar=True,
+            # Native (C++) stderr goes to this process's log, not into the notebook.
+            extra_arguments=["--IPKernelApp.capture_fd_output=False"],
+        )
         tidy(running)
         os.replace(running, step.notebook)
-        failed.unlink(missing_ok=True)
-        seconds = round(time.time() - started, 1)
-        print(f"== {step.notebook.name} done in {seconds:.0f} s", flush=True)
-        record_time(step, seconds)
+    except (PapermillExecutionError, DeadKernelError) as error:
+        os.replace(running, failed)
+        raise AgegenderError(
+            f"{step.notebook.name} {what_failed(error)}\nThe executed notebook is saved as "
+            f"{failed}."
+        ) from error
+    except BaseException:
+        running.unlink(missing_ok=True)
+        raise
+    failed.unlink(missing_ok=True)
+    seconds = round(time.time() - started, 1)
+    print(f"== {step.notebook.name} done in {seconds:.0f} s", flush=True)
+    record_time(step, seconds)
+
+
+def what_failed(error: Exception) -> str:
+    """A failed chapter's cell and error, or the words for a kernel that died."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(error, PapermillExecutionError):
+        return f"failed in cell {error.exec_count}: {error.ename}: {error.evalue}"
+    return (
+        "stopped: its kernel died, killed from outside (most often by the system, out of memory: "
+        "a smaller batch_size or image_size needs less). Run the command again to resume: a "
+        "model chapter continues from its last finished epoch."
+    )
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While it lasts, SIGTERM raises ``KeyboardInterrupt("SIGTERM")`` as Ctrl-C raises its own,
+    so that a terminated run cleans up as an interrupted one does (papermill shuts the kernel
+    down, `execute_one` removes the partial notebook)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def record_time(step: Step, seconds: float) -> None:

@@ -5,15 +5,93 @@ results folder is one run's, and the history says the rate each epoch trained at
 import errno
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from support import write_notebook
 
-from agegender import evaluation
+from agegender import cli, evaluation
 from agegender.errors import AgegenderError
 from agegender.results import store
+
+slow = pytest.mark.slow
+
+
+# --- the runner ----------------------------------------------------------------------------
+
+
+def one_chapter_book(root: Path, body: str) -> Path:
+    """A project whose book is one chapter running `body`; returns the book folder."""
+    (root / "book").mkdir(parents=True)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/01_only\n")
+    (root / "pyproject.toml").write_text("")
+    write_notebook(root / "book" / "01_only.ipynb", "seed: int = 1  # a seed", body)
+    return root / "book"
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@slow
+def test_a_kernel_killed_like_an_out_of_memory_kill_is_reported_and_kept(
+    tmp_path, monkeypatch, capsys
+):
+    book = one_chapter_book(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    before = (book / "01_only.ipynb").read_text()
+    monkeypatch.setenv("AGEGENDER_ROOT", str(tmp_path))
+    assert cli.main(["run", "smoke"]) == 2
+    error = capsys.readouterr().err
+    assert "error: 01_only.ipynb stopped: its kernel died, killed from outside" in error
+    assert "Run the command again to resume" in error
+    assert f"saved as {book / '01_only.failed.ipynb'}" in error
+    assert sorted(p.name for p in book.iterdir()) == ["01_only.failed.ipynb", "01_only.ipynb"]
+    assert (book / "01_only.ipynb").read_text() == before
+
+
+@slow
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    book = one_chapter_book(
+        tmp_path,
+        'import os, time\nopen("kernel.pid", "w").write(str(os.getpid()))\ntime.sleep(120)',
+    )
+    before = (book / "01_only.ipynb").read_text()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "agegender.cli", "run", "smoke"],
+        env={**os.environ, "AGEGENDER_ROOT": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (book / "kernel.pid").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    run.send_signal(signal.SIGTERM)
+    _, error = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM
+    assert (
+        "interrupted by SIGTERM: nothing half-written was kept; run the command again to resume"
+        in error
+    )
+    assert sorted(p.name for p in book.iterdir()) == ["01_only.ipynb", "kernel.pid"]
+    assert (book / "01_only.ipynb").read_text() == before
+    kernel = int((book / "kernel.pid").read_text())
+    deadline = time.monotonic() + 10
+    while alive(kernel) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(kernel)
+
 
 # --- the results folder --------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from support import SIZE, TINY_CNN, config, loaders
 
 from agegender import evaluation
-from agegender.data.loader import FaceBatches
 from agegender.errors import AgegenderError
 from agegender.models.builders import build
 from agegender.models.finetune import base_of
@@ -27,51 +27,6 @@ from agegender.training.fit import compile_model, predict
 from agegender.training.runtime import default_jit_compile, xla_allowed
 
 pytestmark = pytest.mark.slow
-
-SIZE = 16
-TINY_CNN = {"width": 8, "depth": 2, "units": 16, "dropout": 0.0}
-
-
-def synthetic_faces(n: int, size: int = SIZE, seed: int = 0):
-    """Images whose brightness is the age (0-80) and whose left half is brighter for females."""
-    rng = np.random.default_rng(seed)
-    ages = rng.integers(0, 81, n)
-    genders = rng.integers(0, 2, n)
-    images = np.repeat((ages * 3.0)[:, None, None, None], 3, axis=-1) * np.ones((1, size, size, 1))
-    images[:, :, : size // 2] += 40.0 * genders[:, None, None, None]
-    images += rng.normal(0, 4, images.shape)
-    files = [
-        f"{a}_{g}_{i % 5}_20170101{i:09d}.jpg.chip.jpg"
-        for i, (a, g) in enumerate(zip(ages, genders, strict=True))
-    ]
-    return np.clip(images, 0, 255).astype("uint8"), ages, genders, np.array(files)
-
-
-def loaders(n_train=64, n_val=16, n_test=16, size=SIZE, batch_size=16):
-    images, ages, genders, files = synthetic_faces(n_train + n_val + n_test, size)
-    rows = np.arange(len(images))
-    return (
-        FaceBatches(
-            images, rows[:n_train], ages, genders, files, batch_size=batch_size, shuffle=True
-        ),
-        FaceBatches(
-            images, rows[n_train : n_train + n_val], ages, genders, files, batch_size=batch_size
-        ),
-        FaceBatches(images, rows[n_train + n_val :], ages, genders, files, batch_size=batch_size),
-    )
-
-
-def config(**changes):
-    values = {
-        "epochs": 3,
-        "learning_rate": 3e-3,
-        "bootstrap_resamples": 20,
-        "verbose": 0,
-        "early_stopping_patience": 20,
-        "reduce_lr_patience": 20,
-        **changes,
-    }
-    return TrainingConfig(**values)
 
 
 class Interrupt(Exception):
@@ -522,7 +477,7 @@ def test_a_run_without_a_test_loader_reports_validation_only(tmp_path):
 DETERMINISM_SCRIPT = """
 import json, sys
 sys.path.insert(0, {folder!r})
-from test_training import TINY_CNN, config, loaders
+from support import TINY_CNN, config, loaders
 from agegender.models.layers import Augmentation
 from agegender.training.experiment import run_experiment
 run = run_experiment("custom_cnn", *loaders(), results_dir={out!r} + "/r", work_dir={out!r} + "/w",
@@ -544,7 +499,7 @@ def test_the_same_seed_gives_the_same_numbers_in_two_processes(tmp_path):
     outputs = []
     for name in ("a", "b"):
         script = DETERMINISM_SCRIPT.format(
-            folder=str(Path(__file__).parent), out=str(tmp_path / name)
+            folder=str(Path(__file__).parents[1]), out=str(tmp_path / name)
         )
         done = subprocess.run(
             [sys.executable, "-c", script], capture_output=True, text=True, check=True
