@@ -9,18 +9,88 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from support import write_notebook
+from support import TINY_CNN, config, loaders, write_notebook
 
 from agegender import cli, evaluation
 from agegender.errors import AgegenderError
 from agegender.results import store
 
 slow = pytest.mark.slow
+
+
+class Killed(Exception):
+    """Stands for a process killed at that point."""
+
+
+def train(tmp_path, *, epochs=2, learning_rate=3e-3, callbacks=()):
+    """A tiny custom CNN's run, in `tmp_path`'s results/ and work/."""
+    from agegender.training.experiment import run_experiment
+
+    return run_experiment(
+        "custom_cnn",
+        *loaders(),
+        results_dir=tmp_path / "results",
+        work_dir=tmp_path / "work",
+        config=config(epochs=epochs, learning_rate=learning_rate),
+        model_options=TINY_CNN,
+        callbacks=callbacks,
+    )
+
+
+# --- the best model ------------------------------------------------------------------------
+
+
+@slow
+def test_a_kill_while_the_best_model_is_written_leaves_the_previous_one(tmp_path, monkeypatch):
+    import keras
+
+    from agegender.models.builders import load_checkpoint
+
+    save, saved = keras.Model.save, []
+
+    def killed_in_the_second_save(model, path, *args, **kwargs):
+        saved.append(path)
+        if len(saved) == 2:
+            Path(path).write_bytes(b"PK\x03\x04")  # the first bytes of the archive, then the kill
+            raise Killed
+        return save(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", killed_in_the_second_save)
+    with pytest.raises(Killed):
+        train(tmp_path, epochs=4, learning_rate=1e-2)
+    best = tmp_path / "work" / "best.keras"
+    assert zipfile.is_zipfile(best)  # Keras' own checkpoint: 4 bytes
+    load_checkpoint(best)
+    assert [p.name for p in best.parent.iterdir() if p.name.startswith(".")] == []
+
+    monkeypatch.setattr(keras.Model, "save", save)
+    again = train(tmp_path, epochs=4, learning_rate=1e-2)
+    assert again.provenance["resumed"] is True
+    assert again.history["epoch"].tolist() == [0, 1, 2, 3]
+
+
+@slow
+def test_a_damaged_best_model_is_dropped_and_the_run_starts_over(tmp_path, capsys):
+    import keras
+
+    epochs = []
+    seen = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epochs.append(epoch))
+    train(tmp_path)
+    best = tmp_path / "work" / "best.keras"
+    best.write_bytes(b"")  # as a kill during Keras' own write left it
+    capsys.readouterr()
+    again = train(tmp_path, callbacks=[seen])
+    assert f"note: {best} is damaged" in capsys.readouterr().out
+    assert epochs == [0, 1]  # the state keeps the last epoch, not the best model: start over
+    assert zipfile.is_zipfile(best)
+    assert again.history["epoch"].tolist() == [0, 1]
+    assert store.load(tmp_path / "results").history["epoch"].tolist() == [0, 1]
 
 
 # --- the runner ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import keras
 import pandas as pd
 
 from agegender import evaluation
-from agegender.files import json_sha256, rows_sha256
+from agegender.files import json_sha256, replacing, rows_sha256
 from agegender.models.builders import build, load_checkpoint
 from agegender.models.finetune import unfreeze_top_blocks
 from agegender.models.heads import assemble, parts
@@ -335,7 +335,8 @@ def evaluate(inputs: ModelInputs, plan: RunPlan, work_dir: Path):
         return best, best_path, val_table, test_table
     model = assemble(inputs.extractor, best, name=plan.model.name)
     model_path = work_dir / "model.keras"
-    model.save(model_path)
+    with replacing(model_path) as tmp:
+        model.save(tmp)
     return model, model_path, val_table, test_table
 
 

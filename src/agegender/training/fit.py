@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import keras
 import pandas as pd
@@ -10,6 +11,7 @@ import pandas as pd
 from agegender import evaluation
 from agegender.checks import check_choice
 from agegender.errors import AgegenderError
+from agegender.files import replacing, temporary_name
 from agegender.training.config import AGE_LOSSES, TrainingConfig
 from agegender.training.resume import TrainingState
 
@@ -109,7 +111,7 @@ def fit_stage(
             patience=config.reduce_lr_patience,
             min_lr=config.min_learning_rate,
         )
-    kept["checkpoint"] = keras.callbacks.ModelCheckpoint(
+    kept["checkpoint"] = AtomicCheckpoint(
         best_path, monitor="val_loss", save_best_only=True, initial_value_threshold=best_so_far
     )
     tracker = TrainingState(state_dir, fingerprint, stage=stage, state=state, callbacks=kept)
@@ -149,6 +151,19 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 f"epoch and no results are written. Lower the learning rate (it was {rate:g}) "
                 "and run again; the run resumes from its last good epoch."
             )
+
+
+class AtomicCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` writing to a temporary name beside its file, renamed into place once
+    complete: a process killed during the write leaves the previous best model, not part of one
+    (Keras writes in place)."""
+
+    def _get_file_path(self, epoch, batch, logs):
+        return str(temporary_name(Path(self.filepath)))
+
+    def _save_model(self, epoch, batch, logs):
+        with replacing(Path(self.filepath)):
+            super()._save_model(epoch, batch, logs)
 
 
 def set_loader_epoch(loader, epoch: int) -> None:

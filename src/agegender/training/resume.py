@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import ClassVar
 
@@ -136,15 +137,31 @@ class TrainingState(keras.callbacks.Callback):
 
 
 def start(work_dir: Path, fingerprint: str, *, fresh: bool) -> None:
-    """Drop the saved state and models of `work_dir` when `fresh` or made for another fingerprint,
-    then record `fingerprint` as the run's."""
+    """Drop the saved state and models of `work_dir` when `fresh`, made for another fingerprint
+    or when the best model is damaged, then record `fingerprint` as the run's."""
     path = work_dir / "fingerprint.json"
     changed = path.is_file() and json.loads(path.read_text()).get("fingerprint") != fingerprint
-    if fresh or changed:
+    damaged = damaged_best(work_dir)
+    if damaged:
+        print(
+            f"note: {damaged} is damaged (not a complete Keras file: a write was cut short). It "
+            "is removed with the saved training state, which keeps only the last epoch and so "
+            "cannot rebuild the best model: the run starts over."
+        )
+    if fresh or changed or damaged:
         shutil.rmtree(work_dir / "state", ignore_errors=True)
         for name in ("best.keras", "model.keras"):
             (work_dir / name).unlink(missing_ok=True)
+    for leftover in work_dir.glob(".*.tmp.keras"):  # a write killed before its rename
+        leftover.unlink()
     write_json_atomic(path, {"fingerprint": fingerprint})
+
+
+def damaged_best(work_dir: Path) -> Path | None:
+    """``best.keras`` when it is there but not a complete Keras file (a zip archive): a write cut
+    short, as Keras' own checkpoint, which writes in place, leaves one."""
+    path = work_dir / "best.keras"
+    return path if path.is_file() and not zipfile.is_zipfile(path) else None
 
 
 def random_states(model) -> list:
