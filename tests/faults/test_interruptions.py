@@ -217,3 +217,19 @@ def test_a_results_folder_whose_files_come_from_two_runs_is_refused(tmp_path):
         store.load(one)
     assert json.loads((other / "provenance.json").read_text())["seed"] == 2
     store.load(other)
+
+
+# --- the history ---------------------------------------------------------------------------
+
+
+@slow
+def test_the_history_gives_the_rate_each_epoch_trained_at(tmp_path, monkeypatch):
+    import keras
+
+    def halve_the_rate(callback, epoch, logs=None):  # a plateau every epoch
+        optimizer = callback.model.optimizer
+        optimizer.learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) / 2
+
+    monkeypatch.setattr(keras.callbacks.ReduceLROnPlateau, "on_epoch_end", halve_the_rate)
+    run = train(tmp_path, epochs=3, learning_rate=4e-3)
+    assert run.history["learning_rate"].tolist() == pytest.approx([4e-3, 2e-3, 1e-3])

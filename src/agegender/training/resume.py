@@ -77,12 +77,14 @@ class TrainingState(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
+        # The rate this epoch trains at: by its end, a schedule callback may have lowered it.
+        self.epoch_rate = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch, logs=None):
         row = {
             "epoch": epoch,
             "stage": self.stage,
-            "learning_rate": float(ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            "learning_rate": self.epoch_rate,
             "epoch_time_s": round(time.perf_counter() - self.epoch_started, 3),
         }
         row.update(
