@@ -98,7 +98,7 @@ def recipe_table(variants: dict[str, dict], runs: dict[str, RunResults]) -> pd.D
         "decision",
     ]
     table = pd.DataFrame(rows).T.reindex(columns=columns).fillna("")
-    return table.rename_axis("variant")
+    return table.rename_axis(index=None, columns="variant")
 
 
 def seed_spread(runs: dict[str, RunResults]) -> dict:
@@ -131,7 +131,9 @@ def seed_table(runs: dict[str, RunResults]) -> pd.DataFrame:
         "gender accuracy [95% bootstrap CI]": "{:.3f} ± {:.3f}".format(*spread["gender_accuracy"]),
         "epochs (best)": "",
     }
-    return pd.DataFrame(rows).T.rename_axis(f"{spread['images']:,} training images")
+    return pd.DataFrame(rows).T.rename_axis(
+        index=None, columns=f"{spread['images']:,} training images"
+    )
 
 
 def data_size_table(runs: dict[str, RunResults]) -> pd.DataFrame:
@@ -191,7 +193,7 @@ def time_to_accuracy(runs: dict[str, RunResults], thresholds=THRESHOLDS) -> pd.D
             )
         row["best val MAE"] = f"{history['val_age_mae'].min():.2f}"
         rows[name] = row
-    return pd.DataFrame(rows).T.rename_axis("minutes of training (epoch)")
+    return pd.DataFrame(rows).T.rename_axis(index=None, columns="minutes of training (epoch)")
 
 
 def _changes(changes: dict) -> str:

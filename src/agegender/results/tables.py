@@ -42,7 +42,9 @@ def metrics_table(run: RunResults) -> pd.DataFrame:
             "value": f"{overall[m]:.{DIGITS[m]}f}",
             "95% CI": f"[{ci['low']:.{DIGITS[m]}f}, {ci['high']:.{DIGITS[m]}f}]" if ci else "",
         }
-    return pd.DataFrame(rows).T.rename_axis(f"{run.name}, {overall['n']:,} test images")
+    return pd.DataFrame(rows).T.rename_axis(
+        index=None, columns=f"{run.name}, {overall['n']:,} test images"
+    )
 
 
 def check_same_test_images(runs: dict[str, RunResults]) -> None:
@@ -87,7 +89,7 @@ def headline_table(runs: dict[str, RunResults]) -> pd.DataFrame:
             for m, label in HEADLINE.items()
         }
         rows[name]["weights"] = weights_tag(run)
-    return pd.DataFrame(rows).T.rename_axis("model")
+    return pd.DataFrame(rows).T.rename_axis(index=None, columns="model")
 
 
 def group_table(runs: dict[str, RunResults], grouping: str, metric: str) -> pd.DataFrame:
@@ -128,7 +130,7 @@ def cost_table(runs: dict[str, RunResults]) -> pd.DataFrame:
             "training time (min)": round(training_seconds(record) / 60, 1),
             "backend, device": f"{record['backend']}, {record['devices'][0]}",
         }
-    return pd.DataFrame(rows).T.rename_axis("model")
+    return pd.DataFrame(rows).T.rename_axis(index=None, columns="model")
 
 
 def training_seconds(record: dict) -> float:
@@ -152,7 +154,7 @@ def peer_table(peers: dict[str, RunResults]) -> pd.DataFrame:
             "test images": run.metrics["overall"]["n"],
             "images/s (1 CPU thread)": f"{record['images_per_s']:.1f}",
         }
-    return pd.DataFrame(rows).T.rename_axis("peer")
+    return pd.DataFrame(rows).T.rename_axis(index=None, columns="peer")
 
 
 FACE_BOXES = {"detector": "its own detector", "whole_image": "the whole image"}
@@ -218,4 +220,4 @@ def chapter_times_table(times: dict) -> pd.DataFrame:
     }
     total = round(sum(entry["seconds"] for entry in times.values()) / 60, 1)
     rows["all chapters"] = {"minutes": total, "commit": "", "finished": ""}
-    return pd.DataFrame(rows).T.rename_axis("chapter")
+    return pd.DataFrame(rows).T.rename_axis(index=None, columns="chapter")
