@@ -99,3 +99,14 @@ def test_what_was_run_says_where_each_number_comes_from(tmp_path):
     assert "The committed split: 400 train, 60 val, 60 test images." in note
     assert "**custom_cnn**: 400 training images (all of them) at 64 px" in note
     assert "The 2 chapters took 11 min" in note
+
+
+def test_markdown_glued_into_another_page_has_an_html_twin():
+    note = summary.MarkdownText(":::{note} What was run\nProfile **cpu**.\n\n- a run\n:::")
+    assert note._repr_html_() == (
+        '<div class="admonition note"><p class="admonition-title">What was run</p>'
+        "<p>Profile <strong>cpu</strong>.</p>\n<ul>\n<li>a run</li>\n</ul>\n</div>"
+    )
+    assert summary.MarkdownText("**5.31** [5.15, 5.48]")._repr_html_() == (
+        "<p><strong>5.31</strong> [5.15, 5.48]</p>\n"
+    )

@@ -6,7 +6,9 @@ chapter's closing cell is one line and no number in the text is typed by hand.
 
 from __future__ import annotations
 
+import html
 import math
+import re
 
 from agegender import provenance
 from agegender.config import Paths
@@ -14,22 +16,38 @@ from agegender.results import store, tables
 from agegender.results import studies as study_results
 from agegender.results.store import RunResults
 
+# A MyST admonition: ":::{note} Title", its body, ":::".
+ADMONITION = re.compile(r":::\{(\w+)\}[ \t]*(.*?)\n(.*)\n:::", re.DOTALL)
+
 
 class MarkdownText(str):
     """Text glued as Markdown (``{glue:md}``) rather than as plain text, and shown as Markdown
-    when a cell's value."""
+    when a cell's value; with an HTML twin for pages that paste it from another document
+    (MyST-NB pastes HTML across documents, never Markdown)."""
 
     def _repr_markdown_(self) -> str:
         return str(self)
 
+    def _repr_html_(self) -> str:
+        from markdown_it import MarkdownIt
+
+        render = MarkdownIt("commonmark").render
+        admonition = ADMONITION.fullmatch(self.strip())
+        if admonition is None:
+            return render(str(self))
+        kind, title, body = admonition.groups()
+        return (
+            f'<div class="admonition {kind}"><p class="admonition-title">'
+            f"{html.escape(title or kind.title())}</p>{render(body)}</div>"
+        )
+
 
 def glue_all(values: dict) -> None:
     """Glue every value under its name, without displaying it (MyST-NB)."""
-    from IPython.display import Markdown
     from myst_nb import glue
 
     for name, value in values.items():
-        glue(name, Markdown(value) if isinstance(value, MarkdownText) else value, display=False)
+        glue(name, value, display=False)
 
 
 def model_chapter(run: RunResults) -> dict:
