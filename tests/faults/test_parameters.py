@@ -5,6 +5,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from support import SIZE, TINY_CNN, config, loaders
 
 from agegender import cli, runner
 from agegender.errors import AgegenderError
@@ -135,3 +136,46 @@ def test_imagenet_weights_that_cannot_be_had_are_refused_before_any_chapter_runs
             )[0].parameters["weights"]
             is None
         )
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_with_a_clear_error_and_keeps_nothing_of_it(tmp_path):
+    import numpy as np
+
+    from agegender.models.builders import build
+    from agegender.training.experiment import run_experiment
+
+    nan_model = build("custom_cnn", image_size=SIZE, **TINY_CNN)
+    nan_model.set_weights([np.full_like(w, np.nan) for w in nan_model.get_weights()])
+    weights = tmp_path / "diverged.weights.h5"
+    nan_model.save_weights(weights)
+    train, val, test = loaders()
+    with pytest.raises(AgegenderError, match=r"Training diverged in epoch 1: .*Lower the learning"):
+        run_experiment(
+            "custom_cnn",
+            train,
+            val,
+            test,
+            results_dir=tmp_path / "results",
+            work_dir=tmp_path / "work",
+            config=config(),
+            model_options={**TINY_CNN, "weights": str(weights)},
+            provenance={"profile": "test"},
+        )
+    assert not (tmp_path / "results").exists()
+    assert not list((tmp_path / "work").rglob("state.json"))  # no epoch to resume from
+    assert not list((tmp_path / "work").rglob("*.keras"))
+
+
+def test_the_data_chapter_shows_zero_conflict_pairs_and_data_without_conflicts(utkface_folder):
+    from matplotlib.figure import Figure
+
+    from agegender import plots
+    from agegender.data.manifest import apply_duplicate_policy, scan
+
+    folder, _ = utkface_folder
+    manifest = apply_duplicate_policy(scan(folder))
+    for table in (manifest, manifest.assign(conflict=False)):
+        pairs = plots.conflicting_pairs(table, 0 if table is manifest else 4)
+        assert pairs.empty
+        assert isinstance(plots.image_pairs(folder, pairs), Figure)

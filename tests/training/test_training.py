@@ -16,7 +16,6 @@ import pytest
 from support import SIZE, TINY_CNN, config, loaders
 
 from agegender import evaluation
-from agegender.errors import AgegenderError
 from agegender.models.builders import build
 from agegender.models.finetune import base_of
 from agegender.models.heads import DEX_BINS, assemble, heads
@@ -512,26 +511,3 @@ def test_the_same_seed_gives_the_same_numbers_in_two_processes(tmp_path):
         outputs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     assert outputs[0] == outputs[1]
     assert outputs[0]["deterministic"] is (keras.backend.backend() in ("tensorflow", "jax"))
-
-
-def test_a_diverging_run_stops_with_a_clear_error_and_keeps_nothing_of_it(tmp_path):
-    nan_model = build("custom_cnn", image_size=SIZE, **TINY_CNN)
-    nan_model.set_weights([np.full_like(w, np.nan) for w in nan_model.get_weights()])
-    weights = tmp_path / "diverged.weights.h5"
-    nan_model.save_weights(weights)
-    train, val, test = loaders()
-    with pytest.raises(AgegenderError, match=r"Training diverged in epoch 1: .*Lower the learning"):
-        run_experiment(
-            "custom_cnn",
-            train,
-            val,
-            test,
-            results_dir=tmp_path / "results",
-            work_dir=tmp_path / "work",
-            config=config(),
-            model_options={**TINY_CNN, "weights": str(weights)},
-            provenance={"profile": "test"},
-        )
-    assert not (tmp_path / "results").exists()
-    assert not list((tmp_path / "work").rglob("state.json"))  # no epoch to resume from
-    assert not list((tmp_path / "work").rglob("*.keras"))
