@@ -3,6 +3,7 @@ the real UTKFace when UTKFACE_SOURCE is set (helpers live in support.py)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,16 @@ def _isolated_environment(monkeypatch):
         *("COLAB_RELEASE_TAG", "COLAB_GPU", "KAGGLE_KERNEL_RUN_TYPE"),
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _op_determinism_restored():
+    """Training turns TensorFlow's op determinism on for the whole process, and with it XLA off
+    (`agegender.training.runtime`): a test that trains must not change how later tests compile."""
+    yield
+    config = sys.modules.get("tensorflow.python.framework.config")
+    if config is not None and config.is_op_determinism_enabled():
+        config.disable_op_determinism()
 
 
 @pytest.fixture
