@@ -80,6 +80,22 @@ def studies(profile: dict) -> dict[str, Study]:
 
 
 def _study(name: str, entry: dict, chapters: dict) -> Study:
+    _check_entry(name, entry, chapters)
+    chapter = entry.get("from_chapter")
+    study = Study(
+        name=name,
+        model=entry["model"],
+        about=" ".join(str(entry.get("about", "")).split()),
+        evaluate_on=entry.get("evaluate_on", "val"),
+        settings=dict(entry.get("settings") or {}),
+        variants={key: dict(value or {}) for key, value in entry["variants"].items()},
+        chapter=dict(chapters[chapter]) if chapter else None,
+    )
+    _check_settings(study)
+    return study
+
+
+def _check_entry(name: str, entry: dict, chapters: dict) -> None:
     known_keys = {"model", "about", "evaluate_on", "settings", "variants", "from_chapter"}
     unknown = sorted(set(entry) - known_keys)
     if unknown:
@@ -101,17 +117,6 @@ def _study(name: str, entry: dict, chapters: dict) -> Study:
             f"Study {name!r} starts from chapter {chapter!r}, which the profile does not set; "
             f"it sets {sorted(chapters)}."
         )
-    study = Study(
-        name=name,
-        model=entry["model"],
-        about=" ".join(str(entry.get("about", "")).split()),
-        evaluate_on=entry.get("evaluate_on", "val"),
-        settings=dict(entry.get("settings") or {}),
-        variants={key: dict(value or {}) for key, value in entry["variants"].items()},
-        chapter=dict(chapters[chapter]) if chapter else None,
-    )
-    _check_settings(study)
-    return study
 
 
 def _check_settings(study: Study) -> None:

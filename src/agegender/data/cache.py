@@ -64,6 +64,18 @@ def cache_key(table: pd.DataFrame, size: int, color: str) -> str:
     return hashlib.sha256(f"v{FORMAT_VERSION}|{size}|{color}|{rows}".encode()).hexdigest()
 
 
+def _open_if_intact(folder: Path) -> ImageCache | None:
+    """The cache in `folder` when it is there and verifies; a damaged one is removed (None)."""
+    if not (folder / "meta.json").is_file():
+        return None
+    try:
+        return open_image_cache(folder)
+    except DataError as error:
+        print(f"note: {error}; rebuilding it")
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
 def build_image_cache(
     table: pd.DataFrame,
     images: Path,
@@ -94,13 +106,9 @@ def build_image_cache(
     prefix = f"images-{size}px-{color}-"
     folder = cache_root / f"{prefix}{key[:16]}"
     remove_stale_builds(cache_root)
-    if (folder / "meta.json").is_file():
-        try:
-            return open_image_cache(folder)
-        except DataError as error:
-            print(f"note: {error}; rebuilding it")
-            shutil.rmtree(folder, ignore_errors=True)
-
+    existing = _open_if_intact(folder)
+    if existing is not None:
+        return existing
     cache_root.mkdir(parents=True, exist_ok=True)
     files = table["file"].tolist()
     started = time.perf_counter()
