@@ -85,3 +85,20 @@ def test_model_figures(dataset):
     for figure in (curves, worst, matrix, plots.predicted_vs_true(table)):
         assert isinstance(figure, Figure)
         plt.close(figure)
+
+
+def test_the_comparison_gives_each_model_a_row_and_each_metric_one_axis():
+    histories = {"long": history(("train",) * 6), "short": history(("train", "fine_tune"))}
+    figure = plots.comparison_curves(histories, {"long": 4, "short": None})
+    axes = np.array(figure.axes).reshape(2, 2)
+    assert [ax.get_title() for ax in axes[:, 0]] == [
+        "long: age MAE (years)",
+        "short: age MAE (years)",
+    ]
+    assert axes[0, 0].get_ylim() == axes[1, 0].get_ylim()  # one age axis for every model
+    assert axes[0, 0].get_ylim()[1] >= histories["long"]["val_age_mae"].max()  # nothing clipped
+    assert axes[1, 0].get_xlim()[1] < 3 < axes[0, 0].get_xlim()[1]  # each row on its own epochs
+    ringed = [line for line in axes[0, 1].lines if line.get_marker() == "o"]
+    assert len(ringed) == 1 and ringed[0].get_xdata()[0] == 5  # the kept epoch, 1-based
+    assert not [line for line in axes[1, 1].lines if line.get_marker() == "o"]
+    plt.close(figure)

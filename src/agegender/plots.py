@@ -158,14 +158,49 @@ def learning_curves(histories: dict[str, pd.DataFrame]) -> Figure:
     return figure
 
 
+def comparison_curves(
+    histories: dict[str, pd.DataFrame], best_epochs: dict[str, int | None] | None = None
+) -> Figure:
+    """Age MAE and gender accuracy per epoch, one row per model on its own epochs, so an 8-epoch
+    and a 40-epoch run are equally readable; each metric's axis is shared by every row and holds
+    every point (the first epochs included). Training solid, validation dashed, the kept (best)
+    epoch's validation point ringed, and a dotted line where a fine-tuning stage begins."""
+    metrics = CURVES[1:]  # the total loss is a weighted sum of the two, so it adds nothing here
+    best_epochs = best_epochs or {}
+    figure, grid = plt.subplots(
+        len(histories),
+        len(metrics),
+        figsize=(10, 2.4 * len(histories) + 0.8),
+        sharey="col",
+        squeeze=False,
+    )
+    colours = sns.color_palette(n_colors=max(3, len(histories)))
+    for row, colour, (name, history) in zip(grid, colours, histories.items(), strict=False):
+        _plot_history(row, history, colour, curves=metrics)
+        for ax, (metric, label) in zip(row, metrics, strict=True):
+            ax.set(title=f"{name}: {label}", xlabel="epoch" if ax in grid[-1] else "")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            best = best_epochs.get(name)
+            if best is not None:
+                kept = history.loc[history["epoch"] == best, f"val_{metric}"]
+                ax.plot(best + 1, kept, marker="o", markersize=9, fillstyle="none", color="black")
+    grid[0, 0].set_ylim(bottom=0)
+    kept_handle = Line2D([], [], marker="o", fillstyle="none", color="black", linestyle="none")
+    handles = [*_line_style_handles(histories), kept_handle]
+    handles[-1].set_label("kept epoch")
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    return figure
+
+
 def _fine_tunes(history: pd.DataFrame) -> bool:
     return "stage" in history and (history["stage"] == "fine_tune").any()
 
 
-def _plot_history(axes, history: pd.DataFrame, colour) -> None:
-    """One model's training and validation curves on each of the `CURVES` axes."""
+def _plot_history(axes, history: pd.DataFrame, colour, curves=CURVES) -> None:
+    """One model's training and validation curves on each of the `curves` axes."""
     epochs = history["epoch"] + 1
-    for ax, (metric, label) in zip(axes, CURVES, strict=True):
+    for ax, (metric, label) in zip(axes, curves, strict=True):
         ax.plot(epochs, history[metric], color=colour)
         ax.plot(epochs, history[f"val_{metric}"], color=colour, linestyle="--")
         ax.set(title=label, xlabel="epoch")
