@@ -32,8 +32,9 @@ def test_headline_table_shows_values_with_their_intervals(runs):
     table = tables.headline_table(runs)
     assert list(table.index) == ["custom_cnn", "resnet50_finetune"]
     mae = runs["custom_cnn"].metrics["confidence_intervals"]["age_mae"]
-    assert table.loc["custom_cnn", "age MAE [95% CI]"] == (
-        f"{mae['value']:.2f} [{mae['low']:.2f}, {mae['high']:.2f}]"
+    half = (mae["high"] - mae["low"]) / 2
+    assert (
+        table.loc["custom_cnn", "age MAE ± 95% CI"] == f"{mae['value']:.2f}\u00a0±\u00a0{half:.2f}"
     )
     assert (
         table.loc["custom_cnn", "CS@5"] == f"{runs['custom_cnn'].metrics['overall']['age_cs5']:.3f}"

@@ -65,15 +65,15 @@ def check_same_test_images(runs: dict[str, RunResults]) -> None:
 
 
 HEADLINE = {
-    "age_mae": "age MAE [95% CI]",
+    "age_mae": "age MAE ± 95% CI",
     "age_cs5": "CS@5",
-    "gender_accuracy": "gender accuracy [95% CI]",
+    "gender_accuracy": "gender accuracy ± 95% CI",
     "gender_auc": "gender AUC",
 }
 
 
 def headline_table(runs: dict[str, RunResults]) -> pd.DataFrame:
-    """The test metrics a reader compares first, one row per run: ``value [low, high]``.
+    """The test metrics a reader compares first, one row per run: ``value ± half-width``.
 
     Age MAE (years) and gender accuracy carry their 95% bootstrap intervals; CS@5 (share of ages
     within five years) and ROC AUC their value. The last column says what each run started from.
@@ -194,7 +194,10 @@ def _untrained_parts(runs) -> list[str]:
 
 
 def _with_interval(ci: dict, digits: int) -> str:
-    return f"{ci['value']:.{digits}f} [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
+    """``value ± half-width`` of a 95 % interval, joined by no-break spaces so that a table cell
+    never wraps (bootstrap intervals are nearly symmetric; the bounds are in metrics.json)."""
+    half = (ci["high"] - ci["low"]) / 2
+    return f"{ci['value']:.{digits}f}\u00a0±\u00a0{half:.{digits}f}"
 
 
 def weights_caption(runs: dict[str, RunResults]) -> str:
