@@ -187,7 +187,7 @@ def test_every_chapter_default_is_the_cpu_profiles_value_or_the_librarys(imagene
     from agegender.training.utkface import default_settings
 
     for step in runner.plan("cpu"):
-        model = step.notebook.stem.split("_", 1)[-1]
+        model = runner.chapter_name(step.notebook)
         library = default_settings(model) if model in model_names() else {}
         for key, declared in runner.declared_parameters(step.notebook).items():
             default = ast.literal_eval(declared["default"])

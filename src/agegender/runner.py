@@ -161,11 +161,17 @@ def plan(
     ]
 
 
+def chapter_name(notebook: Path) -> str:
+    """A chapter's name without its number: ``custom_cnn`` for ``02_custom_cnn.ipynb`` (a model
+    chapter is named after its model)."""
+    return notebook.stem.split("_", 1)[-1]
+
+
 def _select_chapters(notebooks: list[Path], only: list[str] | None) -> list[Path]:
     """`notebooks` reduced to those `only` names (by file stem or model name), in their order."""
     if not only:
         return notebooks
-    names = {nb.stem: nb for nb in notebooks} | {nb.stem.split("_", 1)[-1]: nb for nb in notebooks}
+    names = {nb.stem: nb for nb in notebooks} | {chapter_name(nb): nb for nb in notebooks}
     unknown = [name for name in only if name not in names]
     if unknown:
         raise AgegenderError(f"Unknown chapter(s) {unknown}; choose from {sorted(names)}.")
@@ -221,7 +227,7 @@ def _resolve_step(
     return Step(notebook, chosen, settings["parameters"]["profile"])
 
 
-# Parameters that chapters other than the model chapters take, and their ranges.
+# Parameters that the chapters other than the model chapters take, and their ranges.
 CHAPTER_CHECKS = {
     "seed": check_non_negative_int,
     "faces_per_band": check_positive_int,
@@ -231,19 +237,20 @@ CHAPTER_CHECKS = {
 
 def _check_values(notebook: Path, values: dict) -> None:
     """Refuse a value the chapter would refuse, before any chapter runs: a model chapter's
-    values as its training would check them (`agegender.training.utkface.check_settings`)."""
+    values as its training would check them (`agegender.training.utkface.check_settings`), the
+    other chapters' by `CHAPTER_CHECKS`."""
     from agegender.models.specs import model_names
 
-    model = notebook.stem.split("_", 1)[-1]
+    model = chapter_name(notebook)
     values = {key: value for key, value in values.items() if key != "profile"}
     try:
-        for key, check in CHAPTER_CHECKS.items():
-            if key in values:
-                check(**{key: values[key]})
         if model in model_names():
             from agegender.training.utkface import check_settings
 
             check_settings(model, values)
+        else:
+            for key in sorted(set(values) & set(CHAPTER_CHECKS)):
+                CHAPTER_CHECKS[key](**{key: values[key]})
     except (ValueError, AgegenderError) as error:
         raise AgegenderError(f"{notebook.name}: {error}") from error
 

@@ -188,17 +188,17 @@ def run_files(seed: int) -> dict:
 def test_a_disk_that_fills_half_way_leaves_the_previous_run_whole(tmp_path, monkeypatch):
     folder = tmp_path / "results" / "custom_cnn"
     store.write_run(folder, **run_files(seed=1))
-    write_text = Path.write_text
+    write_bytes = Path.write_bytes
 
     def disk_full_at_the_metrics(path, *args, **kwargs):
         if "metrics" in path.name:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return write_text(path, *args, **kwargs)
+        return write_bytes(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "write_text", disk_full_at_the_metrics)
+    monkeypatch.setattr(Path, "write_bytes", disk_full_at_the_metrics)
     with pytest.raises(OSError, match="No space left"):
         store.write_run(folder, **run_files(seed=2))
-    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
 
     run = store.load(folder)
     first = run_files(seed=1)

@@ -82,7 +82,7 @@ def write_run(
     texts[PROVENANCE] = _json({**provenance, FILES: digests})
     with replacing_folder(Path(folder)) as tmp:
         for name, text in texts.items():
-            (tmp / name).write_text(text, encoding="utf-8")
+            (tmp / name).write_bytes(text.encode())  # the bytes the digests were taken of
     return folder
 
 
