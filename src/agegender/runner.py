@@ -305,7 +305,7 @@ def execute_one(step: Step) -> None:
             # Native (C++) stderr goes to this process's log, not into the notebook.
             extra_arguments=["--IPKernelApp.capture_fd_output=False"],
         )
-        tidy(running)
+        tidy(running, step)
         os.replace(running, step.notebook)
     except (PapermillExecutionError, DeadKernelError) as error:
         os.replace(running, failed)
@@ -381,25 +381,98 @@ NATIVE_LOG_LINE = re.compile(
 )
 
 
-def tidy(path: Path) -> None:
-    """Make an executed chapter what the book shows and ruff accepts.
+def tidy(path: Path, step: Step | None = None) -> None:
+    """Make an executed chapter what the book shows, what a hosted runtime runs and what ruff
+    accepts.
 
-    Drops the blank line papermill leaves at the end of its injected cell, and TensorFlow's native
-    log lines from stderr outputs (an output left empty goes too).
+    - Papermill's injected parameters become an inert markdown cell that says what the page ran
+      with (`ran_with`): left as code, they would override the chapter's defaults (the ``gpu``
+      profile's) for anyone who opens the notebook on Colab or Kaggle. One from an earlier
+      execution is replaced.
+    - Stream outputs read as a terminal shows them at the end: progress bars (``\\r`` and
+      backspace redraws, colour codes) keep their last frame only, and TensorFlow's native log
+      lines go from stderr (an output left empty goes too).
     """
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
+    cells = []
     for cell in notebook.cells:
-        if "injected-parameters" in cell.metadata.get("tags", []):
-            cell.source = cell.source.rstrip()
-        if cell.cell_type != "code":
+        tags = cell.metadata.get("tags", [])
+        if RAN_WITH_TAG in tags:
             continue
-        for output in cell.outputs:
-            if output.output_type == "stream" and output.name == "stderr":
-                output.text = NATIVE_LOG_LINE.sub("", output.text)
-        cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text]
+        if "injected-parameters" in tags:
+            cell = ran_with(cell.source, step)
+        elif cell.cell_type == "code":
+            cell.outputs = final_streams(cell.outputs)
+        cells.append(cell)
+    notebook.cells = cells
     nbformat.write(notebook, path)
+
+
+RAN_WITH_TAG = "ran-with"
+ANSI_CODE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def ran_with(injected: str, step: Step | None):
+    """The markdown cell that replaces papermill's injected parameters: the profile and the
+    values it gave this chapter."""
+    import nbformat
+
+    values = [line for line in injected.splitlines() if line and not line.startswith("#")]
+    profile = f"the `{step.profile}` profile" if step and step.profile else "these parameters"
+    text = (
+        f"This page was executed with {profile}, which gives this chapter the values below; the "
+        "chapter's own defaults (its parameters cell, hidden here) are the `gpu` profile's.\n\n"
+        "```python\n" + "\n".join(values) + "\n```"
+    )
+    return nbformat.v4.new_markdown_cell(text, metadata={"tags": [RAN_WITH_TAG]})
+
+
+def final_streams(outputs: list) -> list:
+    """`outputs` with consecutive stream outputs of one name joined and rendered as a terminal
+    would end up showing them (see `terminal_text`), native log lines dropped."""
+    kept = []
+    for output in outputs:
+        if output.output_type != "stream":
+            kept.append(output)
+            continue
+        previous = kept[-1] if kept else None
+        if (
+            previous is not None
+            and previous.output_type == "stream"
+            and previous.name == output.name
+        ):
+            previous.text += output.text
+        else:
+            kept.append(output)
+    for output in kept:
+        if output.output_type == "stream":
+            text = terminal_text(output.text)
+            output.text = NATIVE_LOG_LINE.sub("", text) if output.name == "stderr" else text
+    return [o for o in kept if o.output_type != "stream" or o.text.strip()]
+
+
+def terminal_text(text: str) -> str:
+    """What a terminal shows once `text` has been written to it: a carriage return starts the
+    line again, a backspace removes the character before it, colour codes show nothing."""
+    lines = []
+    for line in ANSI_CODE.sub("", text).split("\n"):
+        shown = ""
+        for part in line.split("\r"):
+            if not part:
+                continue
+            kept = []
+            for char in part:
+                if char == "\b":
+                    if kept:
+                        kept.pop()
+                else:
+                    kept.append(char)
+            redrawn = "".join(kept)
+            shown = redrawn + shown[len(redrawn) :]
+        lines.append(shown.rstrip())
+    return "\n".join(lines)
 
 
 def build(root: Path | None = None) -> Path:
