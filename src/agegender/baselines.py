@@ -34,6 +34,11 @@ def fit_constant(train) -> dict:
     }
 
 
+def fit_on_utkface(data: UTKFace) -> dict:
+    """`fit_constant` on every row of the committed split's training images."""
+    return fit_constant(data.split.iloc[data.rows("train")])
+
+
 def evaluate_on_utkface(
     data: UTKFace,
     *,
@@ -49,10 +54,9 @@ def evaluate_on_utkface(
         The results folder, ``results/<profile>/baseline_constant/``.
     """
     started = time.time()
-    train = data.split.iloc[data.rows("train")]
     rows = data.rows("test", max_eval_images, seed)
     test = data.split.iloc[rows]
-    constants = fit_constant(train)
+    constants = fit_on_utkface(data)
     table = evaluation.predictions_table(
         test["file"],
         test["age"],

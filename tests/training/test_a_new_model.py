@@ -57,7 +57,7 @@ def test_a_registered_model_runs_through_training_results_and_tables(
     assert tables.cost_table(runs).loc["tiny_cnn", "training images"] == len(data.rows("train"))
     assert "tiny_cnn" in tables.protocol(runs)
     values = summary.model_chapter(run)
-    assert values["weights_notice"] == "" and values["n_test"] == len(data.rows("test"))
+    assert values["weights_notice"] == "" and values["n_test"] == f"{len(data.rows('test')):,}"
     answer = summary.comparison_chapter(runs, {})["answer"]
     assert answer.startswith("tiny_cnn (from scratch) is best on both tasks")
     assert plots.learning_curves({"tiny_cnn": run.history}) is not None

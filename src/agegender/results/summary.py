@@ -50,20 +50,63 @@ def glue_all(values: dict) -> None:
         glue(name, value, display=False)
 
 
-def model_chapter(run: RunResults) -> dict:
-    """A model chapter's values: headline metrics, data sizes, epochs, weights, notice, card."""
+def model_chapter(run: RunResults, constant: dict | None = None) -> dict:
+    """A model chapter's values: headline metrics (with the digits of every table), data sizes,
+    epochs, weights, notice, card, and what its predictions do (`behaviour`, against the
+    `constant` baseline of `agegender.baselines.fit_constant` when given)."""
     overall = run.metrics["overall"]
     record = run.provenance
     metrics = ("age_mae", "age_cs5", "gender_accuracy", "gender_auc")
-    return {key: f"{overall[key]:.3f}" for key in metrics} | {
-        "n_test": overall["n"],
-        "n_train": record["parameters"]["data"]["train"]["images"],
+    return {key: f"{overall[key]:.{tables.DIGITS[key]}f}" for key in metrics} | {
+        "n_test": f"{overall['n']:,}",
+        "n_train": f"{record['parameters']['data']['train']['images']:,}",
         "image_px": record["parameters"]["image_size"],
         "epochs_run": record["epochs_run"],
         "weights_used": provenance.weights_label(record["weights"]),
         "weights_notice": MarkdownText(provenance.weights_notice(run.name, record)),
+        "behaviour": behaviour(run, constant),
         "provenance_card": MarkdownText(provenance.card(record)),
     }
+
+
+# A model whose age predictions spread less than this share of the true ages' spread gives
+# nearly every face the same age; one whose share of "female" answers is this far from the true
+# share leans to one answer.
+COLLAPSED_SPREAD = 0.25
+LEANING_SHARE = 0.15
+
+
+def behaviour(run: RunResults, constant: dict | None = None) -> str:
+    """What a model's test predictions do, in sentences: the range and spread of its ages against
+    the true ones, its age MAE against the constant baseline's on the same images, and its share
+    of "female" answers against the true share, saying so where it has collapsed."""
+    p = run.predictions
+    spread, true_spread = p["age_pred"].std(), p["age_true"].std()
+    sentences = [
+        f"Its age predictions run from {p['age_pred'].min():.1f} to {p['age_pred'].max():.1f} "
+        f"years, with a standard deviation of {spread:.1f} years against {true_spread:.1f} for "
+        "the true ages"
+        + (
+            ": it gives nearly every face the same age."
+            if spread < COLLAPSED_SPREAD * true_spread
+            else "."
+        )
+    ]
+    if constant is not None:
+        mae = run.metrics["overall"]["age_mae"]
+        constant_mae = (p["age_true"] - constant["age"]).abs().mean()
+        gap = constant_mae - mae
+        verdict = "no better than" if gap < 1 else f"{gap:.2f} years better than"
+        sentences.append(
+            f"Its age MAE of {mae:.2f} years is {verdict} the {constant_mae:.2f} of a constant "
+            f"guess (the training split's median age, {constant['age']:.0f} years, for everyone)."
+        )
+    said, truth = p["gender_pred"].mean(), p["gender_true"].mean()
+    sentences.append(
+        f"It calls {said:.0%} of the test faces female, where {truth:.0%} are"
+        + (": it leans heavily to one answer." if abs(said - truth) > LEANING_SHARE else ".")
+    )
+    return " ".join(sentences).replace("%", " %")
 
 
 def comparison_chapter(
