@@ -34,7 +34,51 @@ COUNTS = {
 
 def counts_table(counts: dict, keys, *, column: str = "files") -> pd.DataFrame:
     """Some of the report's counts as a one-column table, each row named by its words."""
-    return pd.DataFrame({column: [counts[key] for key in keys]}, index=[COUNTS[k] for k in keys])
+    return pd.DataFrame(
+        {column: [f"{counts[key]:,}" for key in keys]}, index=[COUNTS[k] for k in keys]
+    )
+
+
+def rejected_table(counts: dict):
+    """The rejected files per reason, or the sentence saying that none was rejected."""
+    if not counts["rejected"]:
+        from IPython.display import Markdown
+
+        return Markdown("No file was rejected.")
+    return pd.DataFrame(
+        {"files": [f"{n:,}" for n in counts["rejected"].values()]},
+        index=list(counts["rejected"]),
+    ).rename_axis(columns="reason")
+
+
+def odd_names_table(files: pd.DataFrame) -> pd.DataFrame:
+    """The files whose name departs from UTKFace's documented pattern, with their labels in words
+    (race "unknown" where the name has none) and what became of each."""
+    from agegender.data.labels import GENDERS, RACES, is_documented_name
+
+    odd = files[~files["file"].map(is_documented_name)]
+    return (
+        pd.DataFrame(
+            {
+                "file": odd["file"],
+                "age": odd["age"],
+                "gender": odd["gender"].map(dict(enumerate(GENDERS))),
+                "race": odd["race"].map(dict(enumerate(RACES))).fillna("unknown"),
+                "status": odd["status"],
+            }
+        )
+        .set_index("file")
+        .rename_axis(index=None, columns="file")
+    )
+
+
+def split_sizes(split: pd.DataFrame) -> pd.DataFrame:
+    """Images per split (train, val, test) as one row."""
+    sizes = split["split"].value_counts()
+    return pd.DataFrame(
+        {which: [f"{sizes.get(which, 0):,}"] for which in ("train", "val", "test")},
+        index=["images"],
+    )
 
 
 @dataclass
