@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -10,12 +11,26 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, NullLocator
 
 from agegender.data.cache import load_image
 from agegender.data.labels import AGE_BANDS, GENDERS, RACES, age_band
 from agegender.files import seeded_key
 
 BAND_ORDER = [age_band(low) for low, _ in AGE_BANDS]
+
+# Font sizes that stay legible when a book page shrinks a figure to a phone's width (about 390
+# px, so a 7-inch figure drawn at 100 dpi is shown at under half its size), yet not oversized on
+# a desktop page: each figure is drawn inside ``plt.rc_context(LEGIBLE)``.
+LEGIBLE = {
+    "font.size": 14,
+    "axes.titlesize": 15,
+    "axes.labelsize": 14,
+    "xtick.labelsize": 13,
+    "ytick.labelsize": 13,
+    "legend.fontsize": 13,
+    "legend.title_fontsize": 13,
+}
 
 
 def readable_labels(table: pd.DataFrame) -> pd.DataFrame:
@@ -30,15 +45,34 @@ def readable_labels(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def label_distributions(split: pd.DataFrame) -> Figure:
-    """Age by gender, and race by gender, of the images in the split."""
+    """Age by gender (above), and race by gender (below), of the images in the split."""
     table = readable_labels(split)
-    figure, (ages, races) = plt.subplots(1, 2, figsize=(11, 3.6), width_ratios=(1.6, 1))
-    sns.histplot(table, x="age", hue="gender name", binwidth=2, multiple="stack", ax=ages)
-    ages.set(xlabel="age (years)", ylabel="images", title="Age by gender")
     unknown = ["unknown"] if (table["race name"] == "unknown").any() else []
-    sns.countplot(table, y="race name", hue="gender name", order=[*RACES, *unknown], ax=races)
-    races.set(xlabel="images", ylabel="", title="Race by gender")
-    figure.tight_layout()
+    with plt.rc_context(LEGIBLE):
+        figure, (ages, races) = plt.subplots(2, 1, figsize=(8, 7.4), height_ratios=(1.3, 1))
+        sns.histplot(
+            table,
+            x="age",
+            hue="gender name",
+            hue_order=list(GENDERS),
+            binwidth=2,
+            multiple="stack",
+            ax=ages,
+        )
+        ages.set(xlabel="age (years)", ylabel="images", title="Age by gender")
+        sns.countplot(
+            table,
+            y="race name",
+            hue="gender name",
+            hue_order=list(GENDERS),
+            order=[*RACES, *unknown],
+            ax=races,
+        )
+        races.set(xlabel="images", ylabel="", title="Race by gender")
+        for ax in (ages, races):  # the genders speak for themselves: no column name as title
+            if ax.get_legend() is not None:
+                ax.get_legend().set_title(None)
+        figure.tight_layout()
     return figure
 
 
@@ -55,11 +89,11 @@ def face_grid(
         chosen = members.loc[_hashed_order(members["file"], seed)[:per_band]]
         for ax, (_, face) in zip(row, chosen.iterrows(), strict=False):
             ax.imshow(load_image(images / face["file"], size))
-            ax.set_title(f"{face['age']}, {face['gender name'][0]}", fontsize=9)
+            ax.set_title(f"{face['age']}, {face['gender name'][0]}", fontsize=12)
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
-        row[0].set_ylabel(band, fontsize=11)
+        row[0].set_ylabel(band, fontsize=13)
     figure.tight_layout()
     return figure
 
@@ -125,99 +159,116 @@ def _hashed_order(keys: pd.Series, seed: int) -> pd.Index:
     return pd.Index(digests.sort_values(kind="stable").index)
 
 
+# The learning curves' metrics; no total loss, a weighted sum of the two that adds nothing.
 CURVES = (
-    ("loss", "total loss"),
     ("age_mae", "age MAE (years)"),
     ("gender_accuracy", "gender accuracy"),
 )
+# Each metric's fixed axis (low, high, step), the same in every chapter so that figures compare
+# at a glance; widened to a multiple of the step only to hold a point outside it, so no point is
+# ever hidden (a first epoch included).
+CURVE_LIMITS = {"age_mae": (0.0, 20.0, 5.0), "gender_accuracy": (0.5, 1.0, 0.05)}
 
 
-def learning_curves(histories: dict[str, pd.DataFrame]) -> Figure:
-    """Loss, age MAE and gender accuracy per epoch; training solid, validation dashed.
-
-    Several models share the axes, one colour each, so their curves compare at a glance; the
-    fourth panel is the legend. A vertical dotted line marks where a model's fine-tuning stage
-    begins. The loss and MAE axes are scaled to the epochs after the first, whose much larger
-    values would flatten every other point (a first-epoch point may therefore lie off the top).
-    """
-    figure, grid = plt.subplots(2, 2, figsize=(10, 7.2))
-    axes, legend_panel = grid.flat[: len(CURVES)], grid.flat[len(CURVES)]
-    colours = sns.color_palette(n_colors=max(3, len(histories)))
-    handles = []
-    for colour, (name, history) in zip(colours, histories.items(), strict=False):
-        _plot_history(axes, history, colour)
-        handles.append(Line2D([], [], color=colour, linewidth=3, label=name))
-    for ax, (metric, _) in zip(axes, CURVES, strict=True):
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        if metric != "gender_accuracy":
-            _scale_to_later_epochs(ax, metric, histories)
-    handles += _line_style_handles(histories)
-    legend_panel.axis("off")
-    legend_panel.legend(handles=handles, loc="center", frameon=False, fontsize=11)
-    figure.tight_layout()
-    return figure
+def learning_curves(
+    history: pd.DataFrame | dict[str, pd.DataFrame], best_epoch: int | None = None
+) -> Figure:
+    """One model's age MAE and gender accuracy per epoch: `comparison_curves` with one row, on
+    the same fixed axes in every chapter. `best_epoch` (0-based, like ``history["epoch"]``) is the
+    kept epoch, ringed. A ``{name: history}`` mapping draws one row per model, as
+    `comparison_curves` does without kept epochs."""
+    if isinstance(history, dict):
+        return comparison_curves(history)
+    return _curves({"": history}, {"": best_epoch})
 
 
 def comparison_curves(
     histories: dict[str, pd.DataFrame], best_epochs: dict[str, int | None] | None = None
 ) -> Figure:
     """Age MAE and gender accuracy per epoch, one row per model on its own epochs, so an 8-epoch
-    and a 40-epoch run are equally readable; each metric's axis is shared by every row and holds
-    every point (the first epochs included). Training solid, validation dashed, the kept (best)
-    epoch's validation point ringed, and a dotted line where a fine-tuning stage begins."""
-    metrics = CURVES[1:]  # the total loss is a weighted sum of the two, so it adds nothing here
-    best_epochs = best_epochs or {}
-    figure, grid = plt.subplots(
-        len(histories),
-        len(metrics),
-        figsize=(10, 2.4 * len(histories) + 0.8),
-        sharey="col",
-        squeeze=False,
-    )
-    colours = sns.color_palette(n_colors=max(3, len(histories)))
-    for row, colour, (name, history) in zip(grid, colours, histories.items(), strict=False):
-        _plot_history(row, history, colour, curves=metrics)
-        for ax, (metric, label) in zip(row, metrics, strict=True):
-            ax.set(title=f"{name}: {label}", xlabel="epoch" if ax in grid[-1] else "")
-            ax.xaxis.get_major_locator().set_params(integer=True)
-            best = best_epochs.get(name)
-            if best is not None:
-                kept = history.loc[history["epoch"] == best, f"val_{metric}"]
-                ax.plot(best + 1, kept, marker="o", markersize=9, fillstyle="none", color="black")
-    grid[0, 0].set_ylim(bottom=0)
-    kept_handle = Line2D([], [], marker="o", fillstyle="none", color="black", linestyle="none")
-    handles = [*_line_style_handles(histories), kept_handle]
-    handles[-1].set_label("kept epoch")
-    figure.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
-    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    and a 40-epoch run are equally readable; each metric has one fixed axis (`CURVE_LIMITS`),
+    shared by every row and widened only to hold every point (the first epochs included).
+    Training solid, validation dashed, the kept (best) epoch's validation point ringed, and a
+    dotted line where a fine-tuning stage begins. No total-loss panel: the total loss is a
+    weighted sum of the two."""
+    return _curves(histories, best_epochs or {})
+
+
+def _curves(histories: dict[str, pd.DataFrame], best_epochs: dict[str, int | None]) -> Figure:
+    """One row of curves per model, each axis titled with the model's name (none for ``""``)
+    and labelled with its metric."""
+    with plt.rc_context(LEGIBLE):
+        figure, grid = plt.subplots(
+            len(histories),
+            len(CURVES),
+            figsize=(7, 2.9 * len(histories) + 0.8),
+            sharey="col",
+            squeeze=False,
+        )
+        colours = sns.color_palette(n_colors=max(3, len(histories)))
+        for row, colour, (name, history) in zip(grid, colours, histories.items(), strict=False):
+            epochs = history["epoch"] + 1
+            for ax, (metric, label) in zip(row, CURVES, strict=True):
+                ax.plot(epochs, history[metric], color=colour)
+                ax.plot(epochs, history[f"val_{metric}"], color=colour, linestyle="--")
+                if _fine_tunes(history):
+                    start = history.loc[history["stage"] == "fine_tune", "epoch"].min() + 0.5
+                    ax.axvline(start, color=colour, linestyle=":", linewidth=1.5)
+                best = best_epochs.get(name)
+                if best is not None:
+                    kept = history.loc[history["epoch"] == best, f"val_{metric}"].to_numpy()
+                    ax.plot(
+                        [best + 1] * len(kept),
+                        kept,
+                        marker="o",
+                        markersize=10,
+                        fillstyle="none",
+                        markeredgewidth=1.5,
+                        color="black",
+                    )
+                ax.set(title=name, ylabel=label, xlabel="epoch" if ax in grid[-1] else "")
+                ax.xaxis.get_major_locator().set_params(integer=True)
+                ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
+        for column, (metric, _) in zip(grid.T, CURVES, strict=True):
+            column[0].set_ylim(_curve_limits(metric, histories.values()))
+        handles = _line_style_handles(histories)
+        if any(best_epochs.get(name) is not None for name in histories):
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    marker="o",
+                    fillstyle="none",
+                    color="black",
+                    linestyle="none",
+                    markersize=10,
+                    label="kept epoch",
+                )
+            )
+        ncol = len(handles) if len(handles) <= 3 else 2  # two short rows fit a phone
+        figure.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False)
+        legend_inches = 0.05 + 0.28 * -(-len(handles) // ncol)
+        figure.tight_layout(rect=(0, legend_inches / figure.get_figheight(), 1, 1))
     return figure
+
+
+def _curve_limits(metric: str, histories) -> tuple[float, float]:
+    """`CURVE_LIMITS`' fixed axis for `metric`, widened to a multiple of its step (with a little
+    room) where a training or validation point of any history lies outside it."""
+    low, high, step = CURVE_LIMITS[metric]
+    values = np.concatenate(
+        [h[[metric, f"val_{metric}"]].to_numpy(dtype=float).ravel() for h in histories]
+    )
+    values = values[np.isfinite(values)]
+    if values.size and values.min() < low:
+        low = step * np.floor(values.min() / step - 0.1)
+    if values.size and values.max() > high:
+        high = step * np.ceil(values.max() / step + 0.1)
+    return round(float(low), 6), round(float(high), 6)  # 0.3, not 0.30000000000000004
 
 
 def _fine_tunes(history: pd.DataFrame) -> bool:
     return "stage" in history and (history["stage"] == "fine_tune").any()
-
-
-def _plot_history(axes, history: pd.DataFrame, colour, curves=CURVES) -> None:
-    """One model's training and validation curves on each of the `curves` axes."""
-    epochs = history["epoch"] + 1
-    for ax, (metric, label) in zip(axes, curves, strict=True):
-        ax.plot(epochs, history[metric], color=colour)
-        ax.plot(epochs, history[f"val_{metric}"], color=colour, linestyle="--")
-        ax.set(title=label, xlabel="epoch")
-        if _fine_tunes(history):
-            start = history.loc[history["stage"] == "fine_tune", "epoch"].min() + 0.5
-            ax.axvline(start, color=colour, linestyle=":", linewidth=1)
-
-
-def _scale_to_later_epochs(ax, metric: str, histories: dict[str, pd.DataFrame]) -> None:
-    """Fit the y axis to every model's `metric` values after its first epoch."""
-    later = [
-        h.loc[h["epoch"] > h["epoch"].min(), [metric, f"val_{metric}"]].to_numpy()
-        for h in histories.values()
-    ]
-    later = np.concatenate([v.ravel() for v in later])
-    if np.isfinite(later).any():
-        ax.set_ylim(bottom=0, top=np.nanmax(later) * 1.05)
 
 
 def _line_style_handles(histories: dict[str, pd.DataFrame]) -> list[Line2D]:
@@ -232,14 +283,34 @@ def _line_style_handles(histories: dict[str, pd.DataFrame]) -> list[Line2D]:
 
 
 def predicted_vs_true(predictions: pd.DataFrame) -> Figure:
-    """Predicted against true age for every test image, with the line of perfect predictions."""
-    figure, ax = plt.subplots(figsize=(4.6, 4.4))
-    ax.scatter(predictions["age_true"], predictions["age_pred"], s=6, alpha=0.3, linewidths=0)
-    top = max(predictions["age_true"].max(), predictions["age_pred"].max()) + 2
-    ax.plot([0, top], [0, top], color="black", linewidth=1, label="perfect")
-    ax.set(xlim=(0, top), ylim=(0, top), xlabel="true age (years)", ylabel="predicted age (years)")
-    ax.legend(loc="upper left")
-    figure.tight_layout()
+    """Predicted against true age for every test image, with the line of perfect predictions.
+
+    The age output is unbounded, so the axes reach down to the lowest prediction; when some are
+    negative, a dotted line marks 0 years and the legend says how many lie below it."""
+    true, predicted = predictions["age_true"], predictions["age_pred"]
+    below = int((predicted < 0).sum())
+    low = min(0.0, float(predicted.min()) - 2 if below else 0.0)
+    top = max(true.max(), predicted.max()) + 2
+    with plt.rc_context(LEGIBLE):
+        figure, ax = plt.subplots(figsize=(5, 4.8))
+        ax.scatter(true, predicted, s=8, alpha=0.3, linewidths=0)
+        ax.plot([low, top], [low, top], color="black", linewidth=1, label="perfect")
+        if below:
+            ax.axhline(
+                0,
+                color="tab:red",
+                linestyle=":",
+                linewidth=1.5,
+                label=f"{below} prediction{'s' if below != 1 else ''} below 0 years",
+            )
+        ax.set(
+            xlim=(low, top),
+            ylim=(low, top),
+            xlabel="true age (years)",
+            ylabel="predicted age (years)",
+        )
+        ax.legend(loc="upper left")
+        figure.tight_layout()
     return figure
 
 
@@ -260,45 +331,50 @@ def confusion(predictions: pd.DataFrame) -> Figure:
 
 
 def worst_errors(images: Path, predictions: pd.DataFrame, *, n: int = 8, size: int = 96) -> Figure:
-    """The test faces with the largest age errors, titled true -> predicted."""
+    """The test faces with the largest age errors, each titled with its true → predicted age
+    and its true → predicted gender."""
     errors = (predictions["age_pred"] - predictions["age_true"]).abs()
     worst = predictions.loc[errors.sort_values(ascending=False, kind="stable").index[:n]]
-    columns = min(n, 4)  # four to a row, so the titles stay readable on a book page
+    columns = min(n, 4)  # four to a row, so the titles stay readable on a phone
     rows = -(-n // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.6 * rows), squeeze=False)
-    for ax, (_, row) in zip(axes.flat, worst.iterrows(), strict=False):
-        ax.imshow(load_image(images / row["file"], size))
-        gender = "female" if row["gender_pred"] else "male"
-        ax.set_title(
-            f"{row['age_true']:.0f} → {row['age_pred']:.0f} years\npredicted {gender}", fontsize=11
+    with plt.rc_context(LEGIBLE):
+        figure, axes = plt.subplots(
+            rows, columns, figsize=(2.1 * columns, 2.75 * rows + 0.5), squeeze=False
         )
-    for ax in axes.flat:
-        ax.axis("off")
-    figure.tight_layout()
+        for ax, (_, row) in zip(axes.flat, worst.iterrows(), strict=False):
+            ax.imshow(load_image(images / row["file"], size))
+            true, predicted = GENDERS[int(row["gender_true"])], GENDERS[int(row["gender_pred"])]
+            ax.set_title(
+                f"{row['age_true']:.0f} → {row['age_pred']:.0f} years\n{true} → {predicted}",
+                fontsize=13,
+            )
+        for ax in axes.flat:
+            ax.axis("off")
+        figure.suptitle("true → predicted age and gender", fontsize=13)
+        figure.tight_layout()
     return figure
 
 
 def pipeline_bars(pipeline: list[dict]) -> Figure:
     """Training images/s per model on synthetic in-memory batches and on the real cached images,
-    one panel per image size, with the real / synthetic ratio written above each pair."""
+    one panel per image size (stacked), with the real / synthetic ratio written above each pair."""
     table = pd.DataFrame(pipeline)
     sizes = sorted(table["size"].unique())
-    figure, axes = plt.subplots(
-        1, len(sizes), figsize=(5.2 * len(sizes), 3.8), squeeze=False, sharey=False
-    )
-    for ax, size in zip(axes[0], sizes, strict=True):
-        rows = table[table["size"] == size].reset_index(drop=True)
-        positions = np.arange(len(rows))
-        ax.bar(positions - 0.2, rows["synthetic_images_per_s"], 0.4, label="synthetic input")
-        ax.bar(positions + 0.2, rows["real_images_per_s"], 0.4, label="real cached images")
-        for x, (_, row) in zip(positions, rows.iterrows(), strict=True):
-            top = max(row["synthetic_images_per_s"], row["real_images_per_s"])
-            ax.annotate(f"{row['ratio']:.2f}", (x, top), ha="center", va="bottom", fontsize=9)
-        ax.set_xticks(positions, [m.replace(", ", "\n") for m in rows["model"]], fontsize=8)
-        ax.set(title=f"{size} px", ylabel="training images/s")
-        ax.margins(y=0.12)
-    axes[0][0].legend(loc="upper right", fontsize=8)
-    figure.tight_layout()
+    with plt.rc_context(LEGIBLE):
+        figure, axes = plt.subplots(len(sizes), 1, figsize=(7, 3.6 * len(sizes)), squeeze=False)
+        for ax, size in zip(axes[:, 0], sizes, strict=True):
+            rows = table[table["size"] == size].reset_index(drop=True)
+            positions = np.arange(len(rows))
+            ax.bar(positions - 0.2, rows["synthetic_images_per_s"], 0.4, label="synthetic input")
+            ax.bar(positions + 0.2, rows["real_images_per_s"], 0.4, label="real cached images")
+            for x, (_, row) in zip(positions, rows.iterrows(), strict=True):
+                top = max(row["synthetic_images_per_s"], row["real_images_per_s"])
+                ax.annotate(f"{row['ratio']:.2f}", (x, top), ha="center", va="bottom")
+            ax.set_xticks(positions, [m.replace(", ", "\n") for m in rows["model"]], fontsize=10.5)
+            ax.set(title=f"{size} px", ylabel="training images/s")
+            ax.margins(y=0.15)
+        figure.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=2)
+        figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / figure.get_figheight()))
     return figure
 
 
@@ -306,67 +382,86 @@ def compile_bars(compiled: list[dict]) -> Figure:
     """Training images/s per precision and XLA setting, one bar group per model and size."""
     table = pd.DataFrame(compiled)
     table["setting"] = table["precision"] + table["xla"].map({True: " + XLA", False: ""})
-    table["model"] = table["model"] + ", " + table["size"].astype(str) + " px"
-    figure, ax = plt.subplots(figsize=(10, 0.35 * len(table) + 1.2))
-    sns.barplot(table, y="model", x="images_per_s", hue="setting", ax=ax, orient="h", errorbar=None)
-    ax.set(xlabel="training images/s (synthetic input)", ylabel="")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    figure.tight_layout()
+    table["model"] = (table["model"] + ", " + table["size"].astype(str) + " px").map(
+        lambda name: "\n".join(textwrap.fill(part, 22) for part in name.split(", "))
+    )  # one line per part, long parts wrapped, rather than squeezing the bars
+    groups, settings = table["model"].nunique(), table["setting"].nunique()
+    with plt.rc_context(LEGIBLE):
+        figure, ax = plt.subplots(figsize=(7, (0.22 * settings + 0.35) * groups + 1.6))
+        sns.barplot(
+            table, y="model", x="images_per_s", hue="setting", ax=ax, orient="h", errorbar=None
+        )
+        ax.set(xlabel="training images/s (synthetic input)", ylabel="")
+        ax.tick_params(axis="y", labelsize=11)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+        figure.tight_layout()
     return figure
 
 
 def scaling_lines(scaling: dict) -> Figure:
-    """Time against images (log-log), for data preparation per size and one custom CNN epoch,
-    each line labelled with its fitted growth exponent."""
-    figure, (prep, epoch) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, rows, title in (
-        (prep, scaling["data"], "Decoding into the cache"),
-        (epoch, scaling["epochs"], "One custom CNN training epoch"),
-    ):
-        table = pd.DataFrame(rows)
-        for size, group in table.groupby("size"):
-            if group["images"].nunique() < 2:
-                continue
-            group = group.sort_values("images")
-            slope = np.polyfit(np.log(group["images"]), np.log(group["seconds"]), 1)[0]
-            ax.plot(
-                group["images"], group["seconds"], marker="o", label=f"{size} px (b = {slope:.2f})"
-            )
-        ax.set(xscale="log", yscale="log", xlabel="images", ylabel="seconds", title=title)
-        ax.legend(fontsize=8, title="time ∝ images^b", title_fontsize=8)
-    figure.tight_layout()
+    """Time against images (log-log), for data preparation per size (above) and one custom CNN
+    epoch (below), each line labelled with its fitted growth exponent."""
+    with plt.rc_context(LEGIBLE):
+        figure, (prep, epoch) = plt.subplots(2, 1, figsize=(7, 7.4))
+        for ax, rows, title in (
+            (prep, scaling["data"], "Decoding into the cache"),
+            (epoch, scaling["epochs"], "One custom CNN training epoch"),
+        ):
+            table = pd.DataFrame(rows)
+            for size, group in table.groupby("size"):
+                if group["images"].nunique() < 2:
+                    continue
+                group = group.sort_values("images")
+                slope = np.polyfit(np.log(group["images"]), np.log(group["seconds"]), 1)[0]
+                ax.plot(
+                    group["images"],
+                    group["seconds"],
+                    marker="o",
+                    label=f"{size} px (b = {slope:.2f})",
+                )
+            ax.set(xscale="log", yscale="log", xlabel="images", ylabel="seconds", title=title)
+            ax.set_xticks(sorted(table["images"].unique()))  # the measured sizes, not 3 x 10^3
+            ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1, 2, 5, 10, 20...
+            ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.legend(title="time ∝ images^b")
+        figure.tight_layout()
     return figure
 
 
 def data_size_curve(table: pd.DataFrame, final: dict | None = None) -> Figure:
-    """Age MAE and gender accuracy against training images (log axis), from
+    """Age MAE (above) and gender accuracy (below) against training images (log axis), from
     `agegender.results.studies.data_size_table`; `final` (``images``, ``age MAE``,
     ``gender accuracy``, ``label``) adds the profile's own full run as a separate marker."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     split = "validation" if set(table["split"]) == {"val"} else "test"
-    for ax, column in zip(axes, ("age MAE", "gender accuracy"), strict=True):
-        ax.errorbar(
-            table["training images"],
-            table[column],
-            yerr=table[f"{column} sd"].fillna(0),
-            marker="o",
-            capsize=3,
-            label="same epoch budget (bars: sd over seeds)",
-        )
-        if final is not None:
-            ax.plot(
-                final["images"],
-                final[column],
-                marker="*",
-                markersize=12,
-                linestyle="none",
-                color="black",
-                label=final["label"],
+    with plt.rc_context(LEGIBLE):
+        figure, axes = plt.subplots(2, 1, figsize=(7, 7.4), sharex=True)
+        for ax, column in zip(axes, ("age MAE", "gender accuracy"), strict=True):
+            ax.errorbar(
+                table["training images"],
+                table[column],
+                yerr=table[f"{column} sd"].fillna(0),
+                marker="o",
+                capsize=3,
+                label="same epoch budget (bars: sd over seeds)",
             )
-        ax.set(xscale="log", xlabel="training images", ylabel=f"{split} {column}")
-        ax.set_xticks(table["training images"].tolist() + ([final["images"]] if final else []))
-        ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
-        ax.minorticks_off()
-    axes[1].legend(fontsize=8)
-    figure.tight_layout()
+            if final is not None:
+                ax.plot(
+                    final["images"],
+                    final[column],
+                    marker="*",
+                    markersize=14,
+                    linestyle="none",
+                    color="black",
+                    label=final["label"],
+                )
+            ax.set(xscale="log", ylabel=f"{split} {column}")
+            ax.set_xticks(table["training images"].tolist() + ([final["images"]] if final else []))
+            ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+            ax.minorticks_off()
+        axes[1].set(xlabel="training images")
+        figure.legend(*axes[0].get_legend_handles_labels(), loc="lower center", frameon=False)
+        figure.tight_layout(rect=(0, 0.65 / figure.get_figheight(), 1, 1))
     return figure
