@@ -122,12 +122,6 @@ def test_a_first_epoch_off_the_fixed_axis_widens_it_rather_than_being_clipped():
     plt.close(figure)
 
 
-def test_a_mapping_of_histories_still_draws_one_row_each():
-    figure = plots.learning_curves({"a": history(), "b": history(("train", "train"))})
-    assert [ax.get_title() for ax in figure.axes] == ["a", "a", "b", "b"]
-    plt.close(figure)
-
-
 def test_negative_age_predictions_are_shown_and_counted(dataset):
     _, _, split = dataset
     table = predictions(split)

@@ -170,15 +170,10 @@ CURVES = (
 CURVE_LIMITS = {"age_mae": (0.0, 20.0, 5.0), "gender_accuracy": (0.5, 1.0, 0.05)}
 
 
-def learning_curves(
-    history: pd.DataFrame | dict[str, pd.DataFrame], best_epoch: int | None = None
-) -> Figure:
+def learning_curves(history: pd.DataFrame, best_epoch: int | None = None) -> Figure:
     """One model's age MAE and gender accuracy per epoch: `comparison_curves` with one row, on
     the same fixed axes in every chapter. `best_epoch` (0-based, like ``history["epoch"]``) is the
-    kept epoch, ringed. A ``{name: history}`` mapping draws one row per model, as
-    `comparison_curves` does without kept epochs."""
-    if isinstance(history, dict):
-        return comparison_curves(history)
+    kept epoch, ringed."""
     return _curves({"": history}, {"": best_epoch})
 
 

@@ -103,7 +103,7 @@ def test_reading_results_and_making_the_tables_imports_no_keras(runs, tmp_path):
         "runs = store.load_models('smoke', Paths(root, root / 'data'))\n"
         "tables.headline_table(runs), tables.cost_table(runs)\n"
         "summary.comparison_chapter(runs, {})\n"
-        "plots.learning_curves({n: r.history for n, r in runs.items()})\n"
+        "plots.comparison_curves({n: r.history for n, r in runs.items()})\n"
         "assert len(runs) == 2\n"
         "loaded = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
         "assert not loaded, loaded\n"

@@ -60,7 +60,7 @@ def test_a_registered_model_runs_through_training_results_and_tables(
     assert values["weights_notice"] == "" and values["n_test"] == f"{len(data.rows('test')):,}"
     answer = summary.comparison_chapter(runs, {})["answer"]
     assert answer.startswith("tiny_cnn (from scratch) is best on both tasks")
-    assert plots.learning_curves({"tiny_cnn": run.history}) is not None
+    assert plots.learning_curves(run.history, run.metrics.get("best_epoch")) is not None
 
 
 def test_a_models_unknown_setting_is_refused_before_any_work(tiny_model, project):
