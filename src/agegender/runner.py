@@ -495,23 +495,36 @@ def build(root: Path | None = None) -> Path:
     return root / "_build" / "html"
 
 
-def parameters_table(root: Path | None = None):
-    """Every chapter's parameters (type, default, help) and each profile's value, as a DataFrame."""
+def parameters_tables(root: Path | None = None) -> dict:
+    """Per chapter (by file stem), its parameters as a table titled with the chapter: a row per
+    parameter with its meaning and the value each profile runs it with (``gpu`` first: the
+    chapter's defaults are its values), the profile's own value or else the chapter's default.
+    """
     import pandas as pd
 
-    rows = []
-    settings = {name: load_profile(name) for name in profiles()}
+    from agegender.results.tables import styled
+
+    names = sorted(profiles(), key=lambda name: (name != "gpu", name))
+    settings = {name: load_profile(name) for name in names}
+    tables = {}
     for notebook in chapters(root):
+        rows = {}
         for name, spec in declared_parameters(notebook).items():
-            row = {
-                "chapter": notebook.stem,
-                "parameter": name,
-                "type": spec["inferred_type_name"],
-                "default": spec["default"],
-                "meaning": spec["help"],
-            }
+            rows[name] = {"meaning": spec["help"]}
             for profile, values in settings.items():
                 merged = {**values["parameters"], **values["chapters"].get(notebook.stem, {})}
-                row[profile] = repr(merged[name]) if name in merged else ""
-            rows.append(row)
-    return pd.DataFrame(rows)
+                value = merged[name] if name in merged else _default_value(spec["default"])
+                rows[name][profile] = value if isinstance(value, str) else repr(value)
+        if rows:
+            table = pd.DataFrame(rows).T.rename_axis(columns="parameter")
+            caption = f"{notebook.name}: what each profile runs it with"
+            tables[notebook.stem] = styled(table, caption, f"parameters_{notebook.stem}")
+    return tables
+
+
+def _default_value(text: str):
+    """A parameters cell's default as a value (its source text when it is not a literal)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text

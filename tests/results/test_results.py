@@ -53,7 +53,7 @@ def test_metrics_table_lists_every_metric_of_one_run(runs):
 
 
 def test_group_and_cost_tables(runs):
-    bands = tables.group_table(runs, "age_band", "age_mae")
+    bands = tables.group_table(runs, "age_band", "age_mae").data
     assert list(bands.index) == ["custom_cnn", "resnet50_finetune"]
     groups = pd.DataFrame(runs["custom_cnn"].metrics["by_group"]).query("grouping == 'age_band'")
     labels = [f"{g} (n={n})" for g, n in zip(groups["group"], groups["n"], strict=True)]

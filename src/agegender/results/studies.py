@@ -14,7 +14,7 @@ import math
 import pandas as pd
 
 from agegender.results.store import RunResults
-from agegender.results.tables import training_seconds
+from agegender.results.tables import DIGITS, styled, training_seconds
 
 MAE_STEP = 0.1  # years
 ACCURACY_STEP = 0.005
@@ -126,11 +126,14 @@ def seed_table(runs: dict[str, RunResults]) -> pd.DataFrame:
             "epochs (best)": _epochs(run),
         }
     spread = seed_spread(runs)
-    rows["mean ± sd over seeds"] = {
-        "age MAE [95% bootstrap CI]": "{:.2f} ± {:.2f}".format(*spread["age_mae"]),
-        "gender accuracy [95% bootstrap CI]": "{:.3f} ± {:.3f}".format(*spread["gender_accuracy"]),
-        "epochs (best)": "",
-    }
+    if len(runs) > 1:  # one seed has no spread
+        rows["mean ± sd over seeds"] = {
+            "age MAE [95% bootstrap CI]": "{:.2f} ± {:.2f}".format(*spread["age_mae"]),
+            "gender accuracy [95% bootstrap CI]": "{:.3f} ± {:.3f}".format(
+                *spread["gender_accuracy"]
+            ),
+            "epochs (best)": "",
+        }
     return pd.DataFrame(rows).T.rename_axis(
         index=None, columns=f"{spread['images']:,} training images"
     )
@@ -138,7 +141,8 @@ def seed_table(runs: dict[str, RunResults]) -> pd.DataFrame:
 
 def data_size_table(runs: dict[str, RunResults]) -> pd.DataFrame:
     """Scores by number of training images, smallest first: the mean over the runs of each size
-    (several seeds) with their standard deviation (NaN for a single run)."""
+    (several seeds) with their standard deviation (NaN for a single run). The data behind
+    `data_size_view` and `agegender.plots.data_size_curve`."""
     rows = pd.DataFrame(
         [
             {
@@ -171,6 +175,37 @@ def data_size_table(runs: dict[str, RunResults]) -> pd.DataFrame:
             "training time (min)": 1,
         }
     ).sort_values("training images", ignore_index=True)
+
+
+def data_size_view(table):
+    """`data_size_table` as the book shows it: a row per number of training images, each score
+    as its mean ± sd over the point's runs (the mean alone for a single run), titled with the
+    split. A sentence (no results yet) is given back as it is."""
+    if isinstance(table, str):
+        return table
+    split = "validation" if set(table["split"]) == {"val"} else "test"
+    rows = {}
+    for _, point in table.iterrows():
+        rows[f"{point['training images']:,}"] = {
+            "runs": int(point["runs"]),
+            f"{split} age MAE (years)": _mean_sd_text(point, "age MAE", DIGITS["age_mae"]),
+            f"{split} gender accuracy": _mean_sd_text(
+                point, "gender accuracy", DIGITS["gender_accuracy"]
+            ),
+            "training time (min)": f"{point['training time (min)']:.1f}",
+        }
+    caption = (
+        "Scores by number of training images (mean ± sd over a point's runs; a point with one "
+        "run shows its score alone)"
+    )
+    view = pd.DataFrame(rows).T.rename_axis(columns="training images")
+    return styled(view, caption, "data_size")
+
+
+def _mean_sd_text(point: pd.Series, column: str, digits: int) -> str:
+    sd = point[f"{column} sd"]
+    mean = f"{point[column]:.{digits}f}"
+    return mean if pd.isna(sd) else f"{mean}\u00a0±\u00a0{sd:.{digits}f}"
 
 
 def time_to_accuracy(runs: dict[str, RunResults], thresholds=THRESHOLDS) -> pd.DataFrame:

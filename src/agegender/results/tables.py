@@ -6,12 +6,20 @@ a `pandas.DataFrame` or a sentence. Keras-free.
 
 from __future__ import annotations
 
-import pandas as pd
+import re
+from typing import TYPE_CHECKING
 
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+from agegender.data.labels import GENDERS, RACES
 from agegender.errors import AgegenderError
 from agegender.evaluation import METRICS
 from agegender.provenance import weights_words
 from agegender.results.store import RunResults
+
+if TYPE_CHECKING:
+    from agegender.results.summary import MarkdownText
 
 METRIC_LABELS = {
     "age_mae": "age MAE (years)",
@@ -92,20 +100,95 @@ def headline_table(runs: dict[str, RunResults]) -> pd.DataFrame:
     return pd.DataFrame(rows).T.rename_axis(index=None, columns="model")
 
 
-def group_table(runs: dict[str, RunResults], grouping: str, metric: str) -> pd.DataFrame:
-    """One metric per run (rows) and group (columns: ``age_band``, ``race`` or ``gender``).
+GROUPINGS = {"age_band": "age band", "race": "race", "gender": "gender"}
+GROUP_NAMES = {"race": RACES, "gender": GENDERS}  # a group stored as its label 0-4 or 0/1
+NO_VALUE = "–"  # noqa: RUF001 - an en dash: no value, said in the table's caption
+# The group tables the comparison shows, in order (`group_tables`).
+COMPARED = (
+    ("age_band", "age_mae"),
+    ("age_band", "gender_accuracy"),
+    ("race", "age_mae"),
+    ("race", "gender_accuracy"),
+    ("gender", "gender_accuracy"),
+)
+SUMMARISED = ("age_mae", "gender_accuracy")  # the metrics of a model chapter's `group_summary`
 
-    Each column names its group and how many test images it holds, e.g. ``0-12 (n=502)``.
+
+def styled(table: pd.DataFrame, caption: str, name: str, formats=None) -> Styler:
+    """`table` as the book shows it: titled by `caption`, its index names unshown (no empty
+    header row; a name of the columns labels the row labels' column), a missing value as
+    `NO_VALUE` (the caption says what it means), styled like the book's other tables
+    (``class="dataframe"``).
+
+    Args:
+        table: the values; its index labels the rows.
+        caption: the table's title (and any note on what its cells mean).
+        name: a short id, unique on its page, so that the HTML is the same at every execution.
+        formats: per column, a format string or callable (see `pandas.io.formats.style.Styler`).
     """
-    rows, sizes = {}, None
+    table = table.rename_axis(index=[None] * table.index.nlevels)
+    if table.isna().to_numpy().any():
+        caption += f" ({NO_VALUE}: not defined for this group)"
+    styler = Styler(table, uuid=re.sub(r"[^A-Za-z0-9_-]", "_", name), cell_ids=False)
+    styler.set_caption(caption).set_table_attributes('class="dataframe"')
+    return styler.format(formats, na_rep=NO_VALUE)
+
+
+def group_name(grouping: str, group) -> str:
+    """A group as the book names it: a race or gender stored as its label becomes its name."""
+    names = GROUP_NAMES.get(grouping)
+    if names is not None and str(group).isdigit() and int(group) < len(names):
+        return names[int(group)]
+    return str(group)
+
+
+def _groups(run: RunResults, grouping: str) -> pd.DataFrame:
+    groups = pd.DataFrame(run.metrics["by_group"])
+    groups = groups[groups["grouping"] == grouping]
+    return groups.assign(group=[group_name(grouping, g) for g in groups["group"]]).set_index(
+        "group"
+    )
+
+
+def group_table(runs: dict[str, RunResults], grouping: str, metric: str) -> Styler:
+    """One metric per run (rows) and group (columns: ``age_band``, ``race`` or ``gender``),
+    titled with the metric, in its `DIGITS`.
+
+    Each column names its group and how many test images it holds, e.g. ``0-12 (n=502)``. The
+    table is a `pandas.io.formats.style.Styler`; ``.data`` holds its values.
+    """
+    rows, sizes = {}, {}
     for name, run in runs.items():
-        groups = pd.DataFrame(run.metrics["by_group"])
-        groups = groups[groups["grouping"] == grouping].set_index("group")
+        groups = _groups(run, grouping)
         rows[name] = groups[metric]
-        sizes = groups["n"] if sizes is None else sizes
+        sizes = {**groups["n"].to_dict(), **sizes}
     table = pd.DataFrame(rows).T
     table.columns = [f"{group} (n={sizes[group]:,})" for group in table.columns]
-    return table.rename_axis(grouping.replace("_", " "), axis="columns").rename_axis("model")
+    caption = f"{METRIC_LABELS[metric]} by {GROUPINGS[grouping]} (n: test images)"
+    return styled(table, caption, f"{grouping}_{metric}", f"{{:.{DIGITS[metric]}f}}")
+
+
+def group_tables(runs: dict[str, RunResults], compared=COMPARED) -> list[Styler]:
+    """The comparison's group tables (`group_table` for each grouping and metric in
+    `compared`), to show with ``display``."""
+    return [group_table(runs, grouping, metric) for grouping, metric in compared]
+
+
+def group_summary(run: RunResults, metrics=SUMMARISED) -> Styler:
+    """One run's errors by age band, race and gender in one narrow table: a row per group (its
+    test images and each of `metrics`, in their `DIGITS`), a column per metric."""
+    parts = []
+    for grouping, label in GROUPINGS.items():
+        groups = _groups(run, grouping)
+        part = groups[["n", *metrics]].rename(columns={"n": "test images", **METRIC_LABELS})
+        parts.append(part.set_index(pd.MultiIndex.from_product([[label], part.index])))
+    table = pd.concat(parts)
+    formats = {"test images": "{:,}"} | {METRIC_LABELS[m]: f"{{:.{DIGITS[m]}f}}" for m in metrics}
+    caption = (
+        f"{run.name}: {' and '.join(METRIC_LABELS[m] for m in metrics)} by age band, race and "
+        "gender, on the test images"
+    )
+    return styled(table, caption, f"groups_{run.name}", formats)
 
 
 def cost_table(runs: dict[str, RunResults]) -> pd.DataFrame:
@@ -212,15 +295,41 @@ def weights_tag(run: RunResults) -> str:
 
 
 def chapter_times_table(times: dict) -> pd.DataFrame:
-    """Minutes per chapter of the last execution under a profile, with their sum and commits."""
+    """Minutes per chapter of the last execution under a profile, with their sum, the commit
+    each ran at (``+``: with uncommitted changes) and when it finished (UTC)."""
+    commit = "commit (+: uncommitted changes)"
     rows = {
         chapter: {
             "minutes": round(entry["seconds"] / 60, 1),
-            "commit": (entry.get("git_commit") or "")[:10] + ("+" * bool(entry.get("git_dirty"))),
-            "finished": entry["finished_at"],
+            commit: (entry.get("git_commit") or "")[:10] + ("+" * bool(entry.get("git_dirty"))),
+            "finished (UTC)": _utc(entry["finished_at"]),
         }
         for chapter, entry in times.items()
     }
     total = round(sum(entry["seconds"] for entry in times.values()) / 60, 1)
-    rows["all chapters"] = {"minutes": total, "commit": "", "finished": ""}
+    rows["all chapters"] = {"minutes": total, commit: "", "finished (UTC)": ""}
     return pd.DataFrame(rows).T.rename_axis(index=None, columns="chapter")
+
+
+def _utc(stamp: str) -> str:
+    """An ISO time as ``2026-12-03 08:49`` in UTC (the text itself when it is not one)."""
+    try:
+        time = pd.Timestamp(stamp)
+    except ValueError:
+        return stamp
+    time = time.tz_localize("UTC") if time.tzinfo is None else time.tz_convert("UTC")
+    return time.strftime("%Y-%m-%d %H:%M")
+
+
+def imagenet_files() -> MarkdownText:
+    """The ImageNet weights files the transfer models start from, as a Markdown list: each
+    base's file (a link to where it is fetched from) and its md5."""
+    from agegender.models.weights import IMAGENET_FILES
+    from agegender.results.summary import MarkdownText
+
+    return MarkdownText(
+        "\n".join(
+            f"- **{spec.base}**: [`{spec.file}`]({spec.url}), md5 `{spec.md5}`"
+            for spec in IMAGENET_FILES.values()
+        )
+    )
