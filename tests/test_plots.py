@@ -59,8 +59,10 @@ def test_data_figures(dataset):
         assert isinstance(figure, Figure) and figure.axes
         plt.close(figure)
     shares = plots.stratification(split)
-    assert list(shares.columns) == ["train", "val", "test"]
-    assert np.allclose(shares.sum(axis=1), 100, atol=0.2)
+    assert list(shares.columns) == ["images", "train", "val", "test"]
+    percent = shares[["train", "val", "test"]].map(lambda share: float(share.removesuffix(" %")))
+    assert np.allclose(percent.sum(axis=1), 100, atol=0.2)
+    assert shares.index[0] == "0-12, female" and "gender name" not in shares.to_html()
 
 
 def test_label_legends_name_the_genders_not_a_column(dataset):

@@ -144,13 +144,15 @@ def conflicting_pairs(manifest: pd.DataFrame, n: int, seed: int = 0) -> pd.DataF
 
 
 def stratification(split: pd.DataFrame) -> pd.DataFrame:
-    """Share of each age band x gender stratum that landed in train, val and test (in %)."""
+    """Per age band and gender stratum, its images and the share of them that landed in train,
+    val and test (as ``70.1 %``)."""
     table = readable_labels(split)
-    shares = (
-        pd.crosstab([table["age band"], table["gender name"]], table["split"], normalize="index")
-        * 100
-    )
-    return shares[["train", "val", "test"]].round(1)
+    strata = [table["age band"], table["gender name"]]
+    shares = pd.crosstab(strata, table["split"], normalize="index")[["train", "val", "test"]]
+    shown = (shares * 100).map(lambda share: f"{share:.1f} %")
+    shown.insert(0, "images", pd.crosstab(strata, table["split"]).sum(axis=1).map("{:,}".format))
+    shown.index = [f"{band}, {gender}" for band, gender in shown.index]
+    return shown.rename_axis(index=None, columns="age band, gender")
 
 
 def _hashed_order(keys: pd.Series, seed: int) -> pd.Index:
