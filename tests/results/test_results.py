@@ -109,3 +109,66 @@ def test_reading_results_and_making_the_tables_imports_no_keras(runs, tmp_path):
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _git_project(root, tracked: bool):
+    """A project checkout whose results/cpu/custom_cnn holds a file, committed or not."""
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+    for marker in ("_toc.yml", "pyproject.toml"):
+        (root / marker).write_text("")
+    folder = root / "results" / "cpu" / "custom_cnn"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", "_toc.yml", "pyproject.toml", *(["results"] if tracked else []))
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    return folder
+
+
+def test_a_published_run_is_not_replaced_unless_asked(tmp_path, monkeypatch):
+    folder = _git_project(tmp_path, tracked=True)
+    monkeypatch.delenv(store.OVERWRITE, raising=False)
+    assert store.published(folder)
+    with pytest.raises(AgegenderError) as refused:
+        store.check_replaceable(folder, profile="cpu", run="custom_cnn")
+    message = str(refused.value)
+    assert "published" in message and "`agegender run cpu --only custom_cnn`" in message
+    assert "another profile name" in message and f"{store.OVERWRITE}=1" in message
+    study = folder.parent / "studies" / "seeds" / "seed_1"
+    study.mkdir(parents=True)
+    (study / "metrics.json").write_text("{}\n")
+    subprocess.run(["git", "add", "results"], cwd=tmp_path, check=True)
+    with pytest.raises(AgegenderError, match=r"`agegender study cpu --only seeds`"):
+        store.check_replaceable(study, profile="cpu", run="studies/seeds/seed_1")
+
+    monkeypatch.setenv(store.OVERWRITE, "1")  # what `agegender run` and `agegender study` set
+    store.check_replaceable(folder, profile="cpu", run="custom_cnn")
+    monkeypatch.delenv(store.OVERWRITE)
+    with store.replacing_published():
+        store.check_replaceable(folder, profile="cpu", run="custom_cnn")
+    assert store.OVERWRITE not in __import__("os").environ
+
+
+def test_an_untracked_or_new_results_folder_is_not_published(tmp_path, monkeypatch):
+    monkeypatch.delenv(store.OVERWRITE, raising=False)
+    folder = _git_project(tmp_path, tracked=False)
+    assert not store.published(folder)
+    store.check_replaceable(folder, profile="cpu", run="custom_cnn")
+    assert not store.published(tmp_path / "results" / "mine" / "custom_cnn")  # not there yet
+    outside = tmp_path.parent / f"{tmp_path.name}-no-git"
+    outside.mkdir()
+    assert not store.published(outside)  # no repository: not published
+
+
+def test_a_chapter_by_hand_is_refused_before_any_work(tmp_path, monkeypatch):
+    from agegender.training.utkface import train_on_utkface
+
+    _git_project(tmp_path, tracked=True)
+    monkeypatch.setenv("AGEGENDER_ROOT", str(tmp_path))
+    monkeypatch.delenv(store.OVERWRITE, raising=False)
+    with pytest.raises(AgegenderError, match="published results of profile 'cpu'"):
+        train_on_utkface(None, "custom_cnn", profile="cpu", image_size=16, epochs=1)
+    assert not (tmp_path / "data").exists()  # no data loaded, no work folder touched

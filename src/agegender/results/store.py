@@ -16,8 +16,11 @@ Nothing here imports Keras: the comparison chapter reads results without loading
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +87,72 @@ def write_run(
         for name, text in texts.items():
             (tmp / name).write_bytes(text.encode())  # the bytes the digests were taken of
     return folder
+
+
+# Set to 1 to replace a published run's results (`agegender run` and `agegender study` set it).
+OVERWRITE = "AGEGENDER_OVERWRITE"
+
+
+def published(folder: Path) -> bool:
+    """Whether a results folder is published: git tracks files in it (False where git, or a
+    repository holding the folder, is missing)."""
+    folder = Path(folder).resolve()
+    existing = next((p for p in (folder, *folder.parents) if p.is_dir()), None)
+    if existing is None:
+        return False
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--", str(folder)],
+            cwd=existing,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return bool(listed.strip())
+
+
+def check_replaceable(folder: Path, *, profile: str, run: str) -> None:
+    """Refuse, before any work, to replace a published run's results unless asked to: by
+    `agegender run` or `agegender study` (which set ``AGEGENDER_OVERWRITE=1``) or by that
+    variable set by hand.
+
+    Raises:
+        AgegenderError: the folder is published and replacing it was not asked for, saying how
+            to ask or how to run privately.
+    """
+    if os.environ.get(OVERWRITE) == "1" or not published(folder):
+        return
+    study = run.startswith(f"{STUDIES}/")
+    command = (
+        f"agegender study {profile} --only {run.split('/')[1]}"
+        if study
+        else f"agegender run {profile} --only {run}"
+    )
+    raise AgegenderError(
+        f"{folder} holds the published results of profile {profile!r} (git tracks them), and "
+        "this run would replace them and the trained model in its work folder. To replace them, "
+        f"run `{command}`. For a run of your own, choose another profile name (e.g. "
+        f"profile={profile + '-mine'!r}), which writes results/{profile}-mine/ instead. Or set "
+        f"{OVERWRITE}=1 in the environment to replace them from here."
+    )
+
+
+@contextlib.contextmanager
+def replacing_published():
+    """Allow, inside the block, replacing published results (`check_replaceable`); processes
+    started inside it (papermill's kernels) inherit the permission."""
+    previous = os.environ.get(OVERWRITE)
+    os.environ[OVERWRITE] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(OVERWRITE, None)
+        else:
+            os.environ[OVERWRITE] = previous
 
 
 def _json(payload: dict) -> str:

@@ -13,12 +13,14 @@ import dataclasses
 import inspect
 
 from agegender.checks import check_choice, check_positive_int
+from agegender.config import Paths
 from agegender.data.cache import COLORS
 from agegender.data.dataset import UTKFace
 from agegender.data.manifest import dataset_fingerprint
 from agegender.files import file_sha256
 from agegender.models.layers import Augmentation
 from agegender.models.specs import spec
+from agegender.results import store
 from agegender.training.config import TrainingConfig
 from agegender.training.experiment import Experiment, run_experiment
 
@@ -67,7 +69,10 @@ def train_on_utkface(
 
     Raises:
         ValueError: a setting that is neither a `TrainingConfig` field nor a builder option.
+        AgegenderError: the run's results are published (tracked by git) and replacing them was
+            not asked for (`agegender.results.store.check_replaceable`); refused before any work.
     """
+    check_replaceable(getattr(data, "paths", None), profile, run or name)
     check_choice(evaluate_on=evaluate_on, choices=("test", "val"))
     config, options = split_settings(name, settings)
     if augment is None:
@@ -102,6 +107,19 @@ def train_on_utkface(
         },
         fresh=fresh,
     )
+
+
+def check_replaceable(paths, profile: str, run: str) -> None:
+    """Refuse, before any work, a run that would replace published results unless asked to
+    (`agegender.results.store.check_replaceable`); a chapter may call it before loading data.
+
+    Args:
+        paths: the project's `agegender.config.Paths` (None: `Paths.default()`).
+        profile: the profile the run belongs to.
+        run: the run's folder under ``results/<profile>/`` (a model's name for a chapter).
+    """
+    paths = paths or Paths.default()
+    store.check_replaceable(paths.run_results(profile, run), profile=profile, run=run)
 
 
 def check_settings(name: str, values: dict) -> None:
