@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 
 from agegender import provenance
@@ -35,6 +37,64 @@ def test_card_shows_every_field_and_flags_uncommitted_changes():
         assert text in card
     record["git_dirty"] = False
     assert "uncommitted" not in provenance.card(record)
+    assert "<details>" not in card  # a chapter's few parameters are all shown
+
+
+def trained_record(model="custom_cnn", **changes):
+    """A trained model's provenance as `run_experiment` records it."""
+    from agegender.training.config import TrainingConfig
+
+    config = {**dataclasses.asdict(TrainingConfig()), "epochs": 30, "gender_loss_weight": 10.0}
+    record = provenance.collect(
+        profile="cpu",
+        parameters={
+            "model": model,
+            "image_size": 64,
+            "channels": 3,
+            "config": {**config, **changes},
+            "model_options": {"width": 32, "dropout": 0.3, "seed": 0, "augmentation": None},
+            "mixed_precision": False,
+            "jit_compile": False,
+            "data": {
+                split: {"images": n, "batch_size": 64, "rows_sha256": "r" * 64}
+                for split, n in (("train", 16146), ("val", 3459), ("test", 3454))
+            },
+        },
+        started=0,
+        weights={"kind": "none", "path": None, "md5": None},
+    )
+    return record | {"training_time_s": 366.0, "feature_extraction_s": None, "wall_time_s": 20.4}
+
+
+def test_a_trained_models_card_shows_what_matters_and_folds_the_rest():
+    card = provenance.card(trained_record())
+    table, folded = card.split("<details>")
+    for text in (
+        "`custom_cnn`: `width=32`, `dropout=0.3`, no augmentation",
+        "16,146 training, 3,459 validation, 3,454 test images, 64 px RGB, batches of 64",
+        "`epochs=30`, `learning_rate=0.001`, `gender_loss_weight=10.0`",
+        "random initialisation",
+        "float32, XLA off",
+    ):
+        assert text in table
+    for hidden in ("fine_tune", "bootstrap_resamples", "early_stopping_patience", "verbose"):
+        assert hidden not in table  # defaults, or settings the custom CNN does not use
+    assert folded.startswith("\n<summary>All parameters (")
+    assert "`config.fine_tune_blocks=3`" in folded and folded.endswith("</details>")
+    assert "\n\n<details>\n" in card  # an HTML block of its own, after the table
+
+    tuned = provenance.card(trained_record("resnet50_finetune", fine_tune_epochs=2))
+    assert "`fine_tune_epochs=2`, `fine_tune_blocks=3`" in tuned.split("<details>")[0]
+
+
+def test_the_card_gives_the_training_time_of_every_invocation_of_a_resumed_run():
+    record = trained_record()
+    assert "training 6 min 6 s; this invocation 20 s wall time" in provenance.card(record)
+    record.update(resumed=True, invocations=2)
+    assert "training 6 min 6 s over 2 invocations (resumed); this invocation 20 s wall time" in (
+        provenance.card(record)
+    )
+    assert provenance.duration(7530) == "2 h 5 min"
 
 
 def test_a_run_rewriting_its_chapters_and_results_is_not_a_code_change(tmp_path, monkeypatch):

@@ -143,27 +143,162 @@ def software_and_machine() -> dict:
 
 
 def card(record: dict) -> str:
-    """The provenance card as a Markdown table."""
+    """The provenance card: a Markdown table of what matters for the run, then every parameter
+    folded in an HTML ``<details>`` element.
 
-    def short(value):
-        return f"`{value[:12]}`" if isinstance(value, str) and len(value) == 64 else f"`{value}`"
-
-    rows = [
-        ("Profile", f"`{record['profile']}`"),
-        ("Parameters", ", ".join(f"`{k}={v!r}`" for k, v in _flat(record["parameters"]))),
-        ("Dataset sha256", short(record["dataset_sha256"])),
-        ("Split sha256", short(record["split_sha256"])),
-        ("Weights", weights_label(record["weights"]) if record["weights"] else "n/a"),
-        ("Seed", f"`{record['seed']}`"),
-        (
-            "Backend, devices",
-            f"{record['backend']}, {', '.join(record['devices'])} ({record['machine']})",
-        ),
-        ("Versions", ", ".join(f"{k} {v}" for k, v in record["versions"].items())),
-        ("Git commit", _short_commit(record["git_commit"], record["git_dirty"])),
-        ("Wall time", f"{record['wall_time_s']:.0f} s, finished {record['finished_at']}"),
+    A trained model's card shows its data, the training settings that it uses and that are not
+    defaults (epochs and learning rate always), the model's own options, and its training time
+    summed over every invocation (saying when it was resumed), beside this invocation's wall time.
+    """
+    parameters = record.get("parameters") or {}
+    chips = list(_flat(parameters))
+    trained = isinstance(parameters.get("config"), dict)
+    rows = [("Profile", f"`{record.get('profile')}`")]
+    if trained:
+        rows += _run_rows(parameters)
+    else:
+        rows.append(("Parameters", _chips(chips) or "none"))
+    weights = record.get("weights")
+    rows += [
+        ("Weights", weights_label(weights) if weights else "n/a"),
+        ("Seed", f"`{record.get('seed')}`"),
+        ("Dataset sha256", _short(record.get("dataset_sha256"))),
+        ("Split sha256", _short(record.get("split_sha256"))),
+        ("Backend, devices", _backend(record)),
+        ("Versions", ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items())),
+        ("Git commit", _short_commit(record.get("git_commit"), record.get("git_dirty"))),
+        ("Time", time_words(record)),
     ]
-    return "| Provenance | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    table = "| Provenance | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    if not trained:
+        return table
+    # An HTML block: blank lines around its Markdown, so MyST and CommonMark both render it.
+    return (
+        f"{table}\n\n<details>\n<summary>All parameters ({len(chips)})</summary>\n\n"
+        f"{_chips(chips)}\n\n</details>"
+    )
+
+
+# Training settings shown on a card even at their defaults; those of the fine-tuning stage only
+# where the model has one and the run used it.
+ALWAYS_SHOWN = ("epochs", "learning_rate")
+FINE_TUNING = ("fine_tune_epochs", "fine_tune_blocks", "fine_tune_learning_rate")
+# Settings that do not change what is learned (or are shown in another row).
+NOT_SHOWN = ("seed", "verbose", "bootstrap_resamples", "mixed_precision", "jit_compile")
+
+
+def _run_rows(parameters: dict) -> list[tuple[str, str]]:
+    """A trained model's rows: its data, its training settings, its own options."""
+    from agegender.training.config import TrainingConfig
+
+    config, defaults = parameters["config"], TrainingConfig()
+    model = MODELS.get(parameters.get("model"))
+    fine_tuned = bool(model and model.fine_tunes and config.get("fine_tune_epochs"))
+    order = {name: i for i, name in enumerate(TrainingConfig.field_names())}
+    training = {
+        key: config[key]
+        for key in sorted(config, key=lambda name: order.get(name, len(order)))
+        if key not in NOT_SHOWN
+        and (fine_tuned or key not in FINE_TUNING)
+        and (
+            key in ALWAYS_SHOWN
+            or (fine_tuned and key in FINE_TUNING)
+            or config[key] != getattr(defaults, key, None)
+        )
+    }
+    options = {k: v for k, v in (parameters.get("model_options") or {}).items() if k != "seed"}
+    augmentation = options.pop("augmentation", None)
+    own = _chips(options.items())
+    if "augmentation" in (parameters.get("model_options") or {}):
+        own += (", " if own else "") + _augmentation_words(augmentation)
+    return [
+        ("Model", f"`{parameters.get('model')}`" + (f": {own}" if own else "")),
+        ("Data", _data_words(parameters)),
+        ("Training", _chips(training.items())),
+    ]
+
+
+def _data_words(parameters: dict) -> str:
+    data = parameters.get("data") or {}
+    names = {"train": "training", "val": "validation", "test": "test"}
+    sizes = ", ".join(
+        f"{data[split]['images']:,} {names[split]}"
+        for split in names
+        if "images" in data.get(split, {})
+    )
+    words = [f"{sizes} images" if sizes else None]
+    if parameters.get("image_size"):
+        colour = {1: " grey", 3: " RGB"}.get(parameters.get("channels"), "")
+        words.append(f"{parameters['image_size']} px{colour}")
+    batch = data.get("train", {}).get("batch_size")
+    if batch:
+        words.append(f"batches of {batch}")
+    return ", ".join(w for w in words if w) or "n/a"
+
+
+def _augmentation_words(augmentation) -> str:
+    if not augmentation:
+        return "no augmentation"
+    if not isinstance(augmentation, dict):
+        return f"augmentation `{augmentation}`"
+    return "augmentation (" + _chips(augmentation.items()) + ")"
+
+
+def _backend(record: dict) -> str:
+    words = f"{record.get('backend')}, {', '.join(record.get('devices') or [])}"
+    if record.get("machine"):
+        words += f" ({record['machine']})"
+    parameters = record.get("parameters") or {}
+    if "mixed_precision" in parameters:
+        words += ", mixed precision" if parameters["mixed_precision"] else ", float32"
+    if "jit_compile" in parameters:
+        words += f", XLA {_on_off(parameters['jit_compile'])}"
+    return words
+
+
+def _on_off(value) -> str:
+    return {True: "on", False: "off"}.get(value, f"`{value}`")
+
+
+def time_words(record: dict) -> str:
+    """When the run finished and what it took: for a trained model, its training time summed over
+    every invocation (an interrupted run started again counts each part) and whether it was
+    resumed, then this invocation's wall time."""
+    wall = duration(record.get("wall_time_s"))
+    finished = f"finished {record.get('finished_at')}"
+    training = record.get("training_time_s")
+    if training is None:
+        return f"wall time {wall}, {finished}"
+    total = training + (record.get("feature_extraction_s") or 0.0)
+    words = f"training {duration(total)}"
+    invocations = record.get("invocations")
+    if invocations and invocations > 1:
+        words += f" over {invocations} invocations"
+    if record.get("resumed"):
+        words += " (resumed)"
+    return f"{words}; this invocation {wall} wall time, {finished}"
+
+
+def duration(seconds: float | None) -> str:
+    """``"20 s"``, ``"6 min 6 s"``, ``"2 h 5 min"``."""
+    if seconds is None:
+        return "unknown"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _chips(pairs) -> str:
+    return ", ".join(f"`{k}={v!r}`" for k, v in pairs)
+
+
+def _short(value) -> str:
+    return f"`{value[:12]}`" if isinstance(value, str) and len(value) == 64 else f"`{value}`"
 
 
 def weights_label(weights: dict | str) -> str:

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 from support import SIZE, TINY_CNN, config, loaders
 
-from agegender import evaluation
+import agegender.provenance
+from agegender import evaluation, provenance
 from agegender.models.builders import build
 from agegender.models.finetune import base_of
 from agegender.models.heads import DEX_BINS, assemble, heads
@@ -120,6 +121,9 @@ def test_tiny_cnn_learns_age_from_brightness_and_writes_results(tmp_path):
     assert provenance["parameters"]["jit_compile"] == expected_xla
     assert (tmp_path / "work" / "best.keras").is_file()
     assert experiment.model_path == tmp_path / "work" / "best.keras"
+    assert provenance["model_file"] == "best.keras"
+    assert provenance["invocations"] == 1 and provenance["resumed"] is False
+    assert " over " not in agegender.provenance.card(provenance)  # trained in one go
 
 
 def test_interrupted_run_resumes_without_gaps_or_repeats(tmp_path):
@@ -155,10 +159,18 @@ def test_interrupted_run_resumes_without_gaps_or_repeats(tmp_path):
     assert history["epoch_time_s"].gt(0).all()
     assert experiment.provenance["training_time_s"] == pytest.approx(history["epoch_time_s"].sum())
     assert not list((tmp_path / "work" / "state" / "train").glob("*.weights.h5"))
+    # ... and the card says so, beside this invocation's own wall time
+    assert experiment.provenance["invocations"] == 2
+    assert "invocation" not in history  # kept in the saved state, not in the results
+    total = provenance.duration(experiment.provenance["training_time_s"])
+    assert f"training {total} over 2 invocations (resumed); this invocation " in provenance.card(
+        experiment.provenance
+    )
 
     # started again once finished, it trains no more and evaluates the same best model
     again = run_experiment("custom_cnn", *loaders(), **arguments, callbacks=[seen])
     assert seen.epochs == [3, 4]
+    assert again.provenance["invocations"] == 3 and again.provenance["resumed"] is True
     pd.testing.assert_frame_equal(again.history, experiment.history)
     assert again.metrics["overall"] == experiment.metrics["overall"]
 

@@ -133,6 +133,7 @@ def run_experiment(
         The `Experiment`.
     """
     started = time.time()
+    invocation = datetime.now(UTC).isoformat(timespec="microseconds")
     config = config or TrainingConfig()
     loaders = {
         split: loader
@@ -154,7 +155,7 @@ def run_experiment(
         )
         cache_dir = feature_cache_dir or work_dir / "features"
         inputs = model_inputs(model, plan.model, loaders, cache_dir, config)
-        history, resumed = fit_stages(inputs, plan, config, work_dir, callbacks)
+        history, resumed = fit_stages(inputs, plan, config, work_dir, callbacks, invocation)
         best, model_path, val_table, test_table = evaluate(inputs, plan, work_dir)
     history_table = histories.history_table(history)
     reported = val_table if test_table is None else test_table
@@ -163,6 +164,8 @@ def run_experiment(
     metrics["validation"] = evaluation.to_json_ready(evaluation.metrics(val_table))
     metrics["best_epoch"] = histories.best_epoch(history_table)
     record = run_record(plan, config, history_table, inputs, resumed, provenance, started)
+    record["invocations"] = histories.invocations(history, invocation)
+    record["model_file"] = model_path.name  # in the work folder (`agegender.load_model`)
     record["deterministic_kernels"] = deterministic
     store.write_run(
         Path(results_dir),
@@ -284,9 +287,16 @@ def model_inputs(
     )
 
 
-def fit_stages(inputs: ModelInputs, plan: RunPlan, config: TrainingConfig, work_dir, callbacks):
-    """Fit the spec's stages in turn, each resumable; returns the history rows and whether any
-    stage continued from a saved state."""
+def fit_stages(
+    inputs: ModelInputs,
+    plan: RunPlan,
+    config: TrainingConfig,
+    work_dir,
+    callbacks,
+    invocation: str | None = None,
+):
+    """Fit the spec's stages in turn, each resumable; returns the history rows (each naming the
+    invocation that trained it) and whether any stage continued from a saved state."""
     best_path = work_dir / "best.keras"
     fit_model, history, resumed = inputs.fit_model, [], False
     for stage, epochs, learning_rate in _stages(plan.model, config):
@@ -318,6 +328,7 @@ def fit_stages(inputs: ModelInputs, plan: RunPlan, config: TrainingConfig, work_
             best_so_far=histories.best_val_loss(history),
             fingerprint=plan.fingerprint,
             callbacks=callbacks,
+            invocation=invocation,
         )
         history += rows
         resumed = resumed or stage_resumed

@@ -95,8 +95,11 @@ def fit_stage(
     best_so_far,
     fingerprint,
     callbacks,
+    invocation: str | None = None,
 ) -> tuple[list[dict], bool]:
-    """Fit one stage with its callbacks; continue from `state_dir` when a state is saved there."""
+    """Fit one stage with its callbacks; continue from `state_dir` when a state is saved there.
+
+    Each epoch's row names the `invocation` that trained it (`TrainingState`)."""
     state = TrainingState.read(state_dir, fingerprint)
     if state is not None and state["done"]:
         return state["history"], True
@@ -114,7 +117,9 @@ def fit_stage(
     kept["checkpoint"] = AtomicCheckpoint(
         best_path, monitor="val_loss", save_best_only=True, initial_value_threshold=best_so_far
     )
-    tracker = TrainingState(state_dir, fingerprint, stage=stage, state=state, callbacks=kept)
+    tracker = TrainingState(
+        state_dir, fingerprint, stage=stage, state=state, callbacks=kept, invocation=invocation
+    )
     start = state["next_epoch"] if state else first_epoch
     if not (state and state["stopped"]) and start < first_epoch + epochs:
         set_loader_epoch(data["train"], start)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pandas as pd
 
+# The key of an epoch's row naming the invocation (one start of the run) that trained it; kept in
+# the saved state, not in the results' history (`agegender.training.history.history_table`).
+INVOCATION = "invocation"
 FIRST_COLUMNS = ("epoch", "stage", "learning_rate", "epoch_time_s", "loss", "val_loss")
 
 
 def history_table(rows: list[dict]) -> pd.DataFrame:
-    """The epochs' rows in order, the main columns first."""
-    table = pd.DataFrame(rows)
+    """The epochs' rows in order, the main columns first (less the invocation that trained each,
+    which `invocations` counts)."""
+    table = pd.DataFrame([{k: v for k, v in row.items() if k != INVOCATION} for row in rows])
     if table.empty:
         return pd.DataFrame(columns=["epoch", "stage"])
     columns = [c for c in FIRST_COLUMNS if c in table]
@@ -23,6 +27,13 @@ def training_seconds(history: pd.DataFrame) -> float | None:
     if times is None or times.isna().any():
         return None
     return round(float(times.sum()), 3)
+
+
+def invocations(rows: list[dict], current: str) -> int:
+    """How many invocations (starts) the run took: those that trained its epochs and the
+    `current` one (which may only have evaluated a finished run); epochs saved before
+    invocations were named count as one more."""
+    return len({row.get(INVOCATION) for row in rows} | {current})
 
 
 def best_epoch(history: pd.DataFrame) -> int | None:

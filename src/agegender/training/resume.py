@@ -15,6 +15,7 @@ import pandas as pd
 from keras import ops
 
 from agegender.files import write_json_atomic, write_text_atomic
+from agegender.training.history import INVOCATION
 
 
 class TrainingState(keras.callbacks.Callback):
@@ -43,12 +44,20 @@ class TrainingState(keras.callbacks.Callback):
     }
 
     def __init__(
-        self, folder: Path, fingerprint: str, *, stage: str, state: dict | None, callbacks: dict
+        self,
+        folder: Path,
+        fingerprint: str,
+        *,
+        stage: str,
+        state: dict | None,
+        callbacks: dict,
+        invocation: str | None = None,
     ):
         super().__init__()
         self.folder = Path(folder)
         self.fingerprint = fingerprint
         self.stage = stage
+        self.invocation = invocation  # names the invocation that trained each epoch
         self.state = state
         self.kept = callbacks
         self.history = list(state["history"]) if state else []
@@ -87,6 +96,8 @@ class TrainingState(keras.callbacks.Callback):
             "learning_rate": self.epoch_rate,
             "epoch_time_s": round(time.perf_counter() - self.epoch_started, 3),
         }
+        if self.invocation is not None:
+            row[INVOCATION] = self.invocation
         row.update(
             {key: float(value) for key, value in (logs or {}).items() if key != "learning_rate"}
         )
