@@ -68,10 +68,11 @@ def test_committed_chapters_carry_the_set_up_cell_of_the_configured_repository()
     for chapter in runner.chapters(REPO):
         cells = nbformat.read(chapter, as_version=4).cells
         first_code = next(c for c in cells if c.cell_type == "code")
-        assert first_code.source == launch.setup_cell_source(repo), chapter.name
+        expected = launch.setup_cell_source(repo, launch.cpu_notice(chapter))
+        assert first_code.source == expected, f"{chapter.name}: run `agegender build` to sync"
 
 
-def _run_setup_cell(monkeypatch, tmp_path, *, installed: bool) -> list[list[str]]:
+def _run_setup_cell(monkeypatch, tmp_path, *, installed: bool, notice: str = "") -> list[list[str]]:
     import importlib.util
     import subprocess
 
@@ -82,7 +83,7 @@ def _run_setup_cell(monkeypatch, tmp_path, *, installed: bool) -> list[list[str]
         monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     monkeypatch.setattr(sys, "path", list(sys.path))
     repo = launch.Repository(url="https://github.com/me/book", branch="dev")
-    exec(launch.setup_cell_source(repo), {})
+    exec(launch.setup_cell_source(repo, notice), {})
     return commands
 
 
@@ -117,3 +118,33 @@ def test_build_brings_the_set_up_cells_in_step(tmp_path, monkeypatch):
         launch.SETUP_TAG
         in nbformat.read(tmp_path / "book" / "intro.ipynb", 4).cells[1].metadata.tags
     )
+
+
+def test_a_training_chapter_says_how_to_run_the_cpu_profile_on_a_hosted_cpu(
+    monkeypatch, tmp_path, capsys
+):
+    import os
+    import shutil as shutil_module
+
+    notice = launch.cpu_notice(REPO / "book" / "02_custom_cnn.ipynb")
+    for text in ("No GPU", "gpu profile", "many hours", "agegender run cpu --only custom_cnn"):
+        assert text in notice
+    assert "image_size = 64" in notice and f'profile = "{launch.PRIVATE_CPU}"' in notice
+    assert launch.cpu_notice(REPO / "book" / "01_data.ipynb") == ""  # quick on a CPU
+    real_exists = os.path.exists
+
+    def gpu(present: bool):
+        monkeypatch.setattr(shutil_module, "which", lambda name: "/bin/x" if present else None)
+        monkeypatch.setattr(
+            os.path, "exists", lambda p: present if p == "/dev/nvidia0" else real_exists(p)
+        )
+
+    gpu(False)
+    _run_setup_cell(monkeypatch, tmp_path, installed=True, notice=notice)
+    assert capsys.readouterr().out == ""  # not hosted: `agegender run` on a local CPU says nothing
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release")
+    _run_setup_cell(monkeypatch, tmp_path, installed=True, notice=notice)
+    assert capsys.readouterr().out.strip() == notice
+    gpu(True)
+    _run_setup_cell(monkeypatch, tmp_path, installed=True, notice=notice)
+    assert capsys.readouterr().out == ""

@@ -40,6 +40,18 @@ if importlib.util.find_spec("agegender") is None:
     subprocess.run(install, check=True)
     sys.path.insert(0, os.path.abspath(f"{checkout}/src"))
     importlib.invalidate_caches()""")
+# Added to the set-up cell of a chapter whose defaults (the gpu profile's) take hours on a CPU.
+CPU_NOTICE = string.Template("""
+
+# Hosted without a GPU (no /dev/nvidia0, no nvidia-smi): say how to run the cpu profile instead.
+hosted = "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+no_gpu = not os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi") is None
+if hosted and no_gpu:
+    print(\"\"\"$notice\"\"\")""")
+# The parameters whose gpu-profile values make a chapter slow on a CPU.
+HEAVY = ("image_size", "batch_size", "max_train_images", "epochs", "fine_tune_epochs")
+# The profile a private cpu run is written under (the cpu profile's results are published).
+PRIVATE_CPU = "my-cpu"
 
 
 @dataclass(frozen=True)
@@ -82,9 +94,71 @@ def repository(root: Path | None = None) -> Repository:
     )
 
 
-def setup_cell_source(repo: Repository) -> str:
-    """The hidden first code cell of every chapter."""
-    return SETUP_CELL.substitute(url=repo.url, branch=repo.branch, checkout=CHECKOUT)
+def setup_cell_source(repo: Repository, notice: str = "") -> str:
+    """The hidden first code cell of every chapter, printing `notice` (`cpu_notice`) when it runs
+    on Colab or Kaggle without a GPU."""
+    source = SETUP_CELL.substitute(url=repo.url, branch=repo.branch, checkout=CHECKOUT)
+    if not notice:
+        return source
+    source = source.replace("import os\n", "import os\nimport shutil\n", 1)
+    return source + CPU_NOTICE.substitute(notice=notice)
+
+
+def cpu_notice(notebook: Path) -> str:
+    """What a chapter's set-up cell says on a hosted runtime without a GPU: its defaults are the
+    gpu profile's, and the values to set to run the cpu profile's instead; '' for a chapter
+    whose defaults are quick on a CPU."""
+    from agegender import runner
+
+    declared = _declared(notebook)
+    profile = runner.load_profile("cpu")
+    wanted = {**profile["parameters"], **profile["chapters"].get(notebook.stem, {})}
+    changes = {
+        name: value
+        for name, value in wanted.items()
+        if name in declared and name != "profile" and _literal(declared[name]) != value
+    }
+    if not set(changes) & set(HEAVY):
+        return ""
+    defaults = ", ".join(f"{name} = {declared[name]['default']}" for name in changes)
+    lines = "\n".join(f"    {name} = {_source(value)}" for name, value in changes.items())
+    return (
+        f"No GPU on this runtime. This chapter's defaults are the gpu profile's ({defaults}): "
+        "on this CPU they would take many hours.\n"
+        "To run the cpu profile instead, set these values in the parameters cell below, then run "
+        f'all:\n    profile = "{PRIVATE_CPU}"  # results/cpu is published: use a name of your own'
+        f"\n{lines}\n"
+        f"Or, in a code cell: !cd {CHECKOUT} && agegender run cpu --only "
+        f"{runner.chapter_name(notebook)}\n"
+        "Or switch the runtime to a GPU (Colab: Runtime > Change runtime type; Kaggle: "
+        "Settings > Accelerator)."
+    )
+
+
+def _declared(notebook: Path) -> dict[str, dict]:
+    """The parameters cell's names, defaults (as source text) and help (none: empty)."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    cells = nbformat.read(notebook, as_version=4).cells
+    cell = next((c for c in cells if "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
+        return {}
+    return {p.name: {"default": p.default} for p in PythonTranslator.inspect(cell)}
+
+
+def _source(value) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _literal(parameter: dict):
+    """A declared parameter's default as a value (papermill gives its source text)."""
+    import ast
+
+    try:
+        return ast.literal_eval(parameter["default"])
+    except (ValueError, SyntaxError):
+        return parameter["default"]
 
 
 def sync_setup_cells(notebooks: list[Path], repo: Repository) -> list[Path]:
@@ -97,7 +171,7 @@ def sync_setup_cells(notebooks: list[Path], repo: Repository) -> list[Path]:
         before = nbformat.writes(notebook)
         found = [c for c in notebook.cells if SETUP_TAG in c.metadata.get("tags", [])]
         cell = found[0] if found else nbformat.v4.new_code_cell()
-        cell.source = setup_cell_source(repo)
+        cell.source = setup_cell_source(repo, cpu_notice(path))
         cell.metadata["tags"] = ["remove-cell", SETUP_TAG]
         cells = [c for c in notebook.cells if SETUP_TAG not in c.metadata.get("tags", [])]
         first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
