@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from dataclasses import dataclass
@@ -47,7 +48,9 @@ CPU_NOTICE = string.Template("""
 hosted = "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
 no_gpu = not os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi") is None
 if hosted and no_gpu:
-    print(\"\"\"$notice\"\"\")""")
+    print(
+$notice
+    )""")
 # The parameters whose gpu-profile values make a chapter slow on a CPU.
 HEAVY = ("image_size", "batch_size", "max_train_images", "epochs", "fine_tune_epochs")
 # The profile a private cpu run is written under (the cpu profile's results are published).
@@ -101,7 +104,8 @@ def setup_cell_source(repo: Repository, notice: str = "") -> str:
     if not notice:
         return source
     source = source.replace("import os\n", "import os\nimport shutil\n", 1)
-    return source + CPU_NOTICE.substitute(notice=notice)
+    text = "\n".join(f"        {_string_source(line + chr(10))}" for line in notice.split("\n"))
+    return source + CPU_NOTICE.substitute(notice=text)
 
 
 def cpu_notice(notebook: Path) -> str:
@@ -120,17 +124,16 @@ def cpu_notice(notebook: Path) -> str:
     }
     if not set(changes) & set(HEAVY):
         return ""
-    defaults = ", ".join(f"{name} = {declared[name]['default']}" for name in changes)
     lines = "\n".join(f"    {name} = {_source(value)}" for name, value in changes.items())
     return (
-        f"No GPU on this runtime. This chapter's defaults are the gpu profile's ({defaults}): "
-        "on this CPU they would take many hours.\n"
-        "To run the cpu profile instead, set these values in the parameters cell below, then run "
-        f'all:\n    profile = "{PRIVATE_CPU}"  # results/cpu is published: use a name of your own'
-        f"\n{lines}\n"
+        "No GPU on this runtime. This chapter's defaults are the gpu profile's: on this CPU\n"
+        "they would take many hours. To run the cpu profile instead, set these values in the\n"
+        "parameters cell below, then run all:\n"
+        f'    profile = "{PRIVATE_CPU}"  # results/cpu is published: use a name of your own\n'
+        f"{lines}\n"
         f"Or, in a code cell: !cd {CHECKOUT} && agegender run cpu --only "
         f"{runner.chapter_name(notebook)}\n"
-        "Or switch the runtime to a GPU (Colab: Runtime > Change runtime type; Kaggle: "
+        "Or switch the runtime to a GPU (Colab: Runtime > Change runtime type; Kaggle:\n"
         "Settings > Accelerator)."
     )
 
@@ -145,6 +148,12 @@ def _declared(notebook: Path) -> dict[str, dict]:
     if cell is None:
         return {}
     return {p.name: {"default": p.default} for p in PythonTranslator.inspect(cell)}
+
+
+def _string_source(text: str) -> str:
+    """`text` as a Python string literal quoted as ruff formats it (double quotes unless the
+    text holds double quotes and no single ones)."""
+    return repr(text) if '"' in text and "'" not in text else json.dumps(text, ensure_ascii=False)
 
 
 def _source(value) -> str:

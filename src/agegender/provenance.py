@@ -363,8 +363,9 @@ def weights_notice(model: str, record: dict) -> str:
         f"**This run is not transfer learning.** {model} started from {used}, not from ImageNet "
         "weights (they could not be downloaded where this book was built). "
         f"{_what_trained(spec, record)} "
-        'Rerun with `weights="imagenet"` (the default on any connected machine, see *Reproduce*) '
-        "for the transfer-learning result this chapter is about.\n:::"
+        'Rerun with `weights="imagenet"` (the default on any connected machine, see '
+        "[Reproduce](06_reproduce.ipynb)) for the transfer-learning result this chapter is about."
+        "\n:::"
     )
 
 

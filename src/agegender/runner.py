@@ -278,8 +278,11 @@ def execute(steps: list[Step]) -> None:
         KeyboardInterrupt: on Ctrl-C or SIGTERM (its argument then ``"SIGTERM"``), with the
             chapter's partial notebook removed.
     """
+    from agegender.results.store import replacing_published
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kernels inherit it: no TF notices
-    with sigterm_as_interrupt():
+    # `agegender run` is the explicit request to replace a profile's published results.
+    with sigterm_as_interrupt(), replacing_published():
         for step in steps:
             execute_one(step)
 

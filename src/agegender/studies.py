@@ -152,24 +152,26 @@ def run(
     progress: Callable[[str], None] = print,
 ) -> None:
     """Run every variant of one study in turn (each resumes where it stopped)."""
+    from agegender.results.store import replacing_published
     from agegender.training.utkface import train_on_utkface
 
     shared = {**profile["parameters"], **(overrides or {})}
-    for variant in study.variants:
-        settings = study.variant_settings(variant, shared)
-        progress(f"== study {study.name}, variant {variant}: {study.variants[variant]}")
-        experiment = train_on_utkface(
-            data,
-            study.model,
-            profile=profile["parameters"]["profile"],
-            run=study.run_name(variant),
-            evaluate_on=study.evaluate_on,
-            fresh=fresh,
-            **settings,
-        )
-        overall = experiment.metrics["overall"]
-        progress(
-            f"   {study.evaluate_on} age MAE {overall['age_mae']:.2f}, gender accuracy "
-            f"{overall['gender_accuracy']:.3f}, "
-            f"{experiment.provenance['training_time_s']:.0f} s of training"
-        )
+    with replacing_published():  # `agegender study` is the request to replace its results
+        for variant in study.variants:
+            settings = study.variant_settings(variant, shared)
+            progress(f"== study {study.name}, variant {variant}: {study.variants[variant]}")
+            experiment = train_on_utkface(
+                data,
+                study.model,
+                profile=profile["parameters"]["profile"],
+                run=study.run_name(variant),
+                evaluate_on=study.evaluate_on,
+                fresh=fresh,
+                **settings,
+            )
+            overall = experiment.metrics["overall"]
+            progress(
+                f"   {study.evaluate_on} age MAE {overall['age_mae']:.2f}, gender accuracy "
+                f"{overall['gender_accuracy']:.3f}, "
+                f"{experiment.provenance['training_time_s']:.0f} s of training"
+            )
