@@ -142,6 +142,28 @@ def _parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="a small run in minutes, to check that it all works"
     )
     bench.set_defaults(handler=_bench)
+
+    predict = commands.add_parser(
+        "predict",
+        help="age and gender of the faces in photos, with a model trained here",
+        description="Find the faces in photos, cut each out as UTKFace's crops were cut, and "
+        "estimate its age and gender. Exit status 0 when at least one photo was read (photos "
+        "without faces or unreadable ones are listed), 1 when none could be.",
+    )
+    predict.add_argument("photos", nargs="+", metavar="PHOTO|FOLDER", help="photos or folders")
+    predict.add_argument(
+        "--model",
+        metavar="RUN",
+        help="a run's results folder (e.g. results/cpu/vgg16_features) or a .keras file "
+        "(default: the best model of the latest run on this machine)",
+    )
+    output = predict.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object")
+    output.add_argument("--csv", action="store_true", help="print a CSV table")
+    predict.add_argument(
+        "--annotate", metavar="OUT", help="write the photos with boxes and labels into folder OUT"
+    )
+    predict.set_defaults(handler=_predict)
     return parser
 
 
@@ -269,6 +291,24 @@ def _bench(args: argparse.Namespace) -> int:
     figures = suite.run(settings, _prepare_data(args), progress=progress)
     print(json.dumps(figures, indent=2) if args.json else report.summary(figures))
     return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from agegender import predict
+
+    quiet = args.json or args.csv
+    table = predict.predict(
+        args.photos,
+        args.model,
+        annotate=args.annotate,
+        progress=None if quiet else lambda rows: print(predict.format_rows(rows)),
+    )
+    if args.json:
+        print(json.dumps(predict.as_json(table), indent=2))
+    elif args.csv:
+        print(predict.as_csv(table), end="")
+    print(predict.summary(table), file=sys.stderr)
+    return 0 if predict.photos_read(table) else 1
 
 
 if __name__ == "__main__":
