@@ -165,3 +165,10 @@ def test_the_comparison_gives_each_model_a_row_and_each_metric_one_axis():
     assert len(ringed) == 1 and ringed[0].get_xdata()[0] == 5  # the kept epoch, 1-based
     assert not [line for line in axes[1, 1].lines if line.get_marker() == "o"]
     plt.close(figure)
+
+
+def test_a_study_without_results_still_gives_a_figure_that_says_so():
+    figure = plots.data_size_curve("No data-size results yet: run agegender study cpu.")
+    (ax,) = figure.axes
+    assert "agegender study cpu" in ax.texts[0].get_text()
+    plt.close(figure)

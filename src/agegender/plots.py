@@ -107,10 +107,7 @@ def image_pairs(images: Path, pairs: pd.DataFrame, *, size: int = 96) -> Figure:
         size: pixels of each shown face.
     """
     if pairs.empty:
-        figure, ax = plt.subplots(figsize=(4.2, 0.6))
-        ax.text(0.5, 0.5, "No such pairs to show.", ha="center", va="center")
-        ax.axis("off")
-        return figure
+        return message_figure("No such pairs to show.")
     figure, axes = plt.subplots(len(pairs), 2, figsize=(4.2, 2.2 * len(pairs)), squeeze=False)
     for (left, right), (_, pair) in zip(axes, pairs.iterrows(), strict=True):
         for ax, side in ((left, "a"), (right, "b")):
@@ -118,6 +115,14 @@ def image_pairs(images: Path, pairs: pd.DataFrame, *, size: int = 96) -> Figure:
             ax.set_title(pair[f"labels_{side}"], fontsize=9)
             ax.axis("off")
     figure.tight_layout()
+    return figure
+
+
+def message_figure(text: str) -> Figure:
+    """A small figure holding one sentence, where there is nothing to plot."""
+    figure, ax = plt.subplots(figsize=(7, 0.8))
+    ax.text(0.5, 0.5, textwrap.fill(text, 80), ha="center", va="center", fontsize=11)
+    ax.axis("off")
     return figure
 
 
@@ -428,10 +433,13 @@ def scaling_lines(scaling: dict) -> Figure:
     return figure
 
 
-def data_size_curve(table: pd.DataFrame, final: dict | None = None) -> Figure:
+def data_size_curve(table: pd.DataFrame | str, final: dict | None = None) -> Figure:
     """Age MAE (above) and gender accuracy (below) against training images (log axis), from
     `agegender.results.studies.data_size_table`; `final` (``images``, ``age MAE``,
-    ``gender accuracy``, ``label``) adds the profile's own full run as a separate marker."""
+    ``gender accuracy``, ``label``) adds the profile's own full run as a separate marker. Where
+    the study has no results (`table` is the sentence saying so), the figure says it."""
+    if isinstance(table, str):
+        return message_figure(table)
     split = "validation" if set(table["split"]) == {"val"} else "test"
     with plt.rc_context(LEGIBLE):
         figure, axes = plt.subplots(2, 1, figsize=(7, 7.4), sharex=True)
