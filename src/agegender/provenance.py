@@ -40,33 +40,29 @@ def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return found
 
 
+def git(*arguments: str, cwd: Path) -> str | None:
+    """The output of ``git ARGUMENTS`` run in `cwd`, or None where git or a repository is
+    missing."""
+    try:
+        return subprocess.run(
+            ["git", *arguments], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def git_commit() -> dict:
     """``{"git_commit": sha or None, "git_dirty": bool or None}`` of the project's checkout.
 
     ``git_dirty`` says whether the code differs from the commit; the chapters and results that a
     run itself rewrites (`RUN_OUTPUTS`) do not count.
     """
-    try:
-        root = project_root()
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RUN_OUTPUTS],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    root = project_root()
+    commit = git("rev-parse", "HEAD", cwd=root)
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", *RUN_OUTPUTS, cwd=root)
+    if commit is None or status is None:
         return {"git_commit": None, "git_dirty": None}
-    return {"git_commit": commit or None, "git_dirty": bool(status.strip())}
+    return {"git_commit": commit.strip() or None, "git_dirty": bool(status.strip())}
 
 
 def backend() -> str:

@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from agegender.config import Paths
 from agegender.errors import AgegenderError
 from agegender.files import file_sha256, replacing_folder
 from agegender.models.specs import model_names
+from agegender.provenance import git
 
 STUDIES = "studies"
 HISTORY, METRICS, PREDICTIONS, PROVENANCE = (
@@ -100,18 +100,8 @@ def published(folder: Path) -> bool:
     existing = next((p for p in (folder, *folder.parents) if p.is_dir()), None)
     if existing is None:
         return False
-    try:
-        listed = subprocess.run(
-            ["git", "ls-files", "--", str(folder)],
-            cwd=existing,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return bool(listed.strip())
+    listed = git("ls-files", "--", str(folder), cwd=existing)
+    return bool(listed and listed.strip())
 
 
 def check_replaceable(folder: Path, *, profile: str, run: str) -> None:
