@@ -211,6 +211,8 @@ class Predictor:
 
     def faces(self, photo: Photo) -> pd.DataFrame:
         """The table rows (see the module's docstring) of one decoded photo."""
+        import keras
+
         from agegender.faces.align import crop_face, model_input
 
         found = self.detector(np.asarray(photo.image))
@@ -221,9 +223,7 @@ class Predictor:
         )
         if self.channels == 1:  # ITU-R 601 luma, as Pillow's "L" (the greyscale cache)
             pixels = np.round(pixels @ np.array([0.299, 0.587, 0.114]))[..., None].astype(np.uint8)
-        out = self.model.predict(pixels, batch_size=32, verbose=0)
-        age = np.ravel(out["age"] if isinstance(out, dict) else out[0])
-        female = np.ravel(out["gender"] if isinstance(out, dict) else out[1])
+        age, female = self._ask(pixels)
         table = pd.DataFrame(
             {
                 "file": str(photo.path),
@@ -236,10 +236,21 @@ class Predictor:
             }
         )
         if self._distribution is not None:
-            low, high = _interval(self._distribution.predict(pixels, verbose=0))
+            bins = self._distribution(pixels, training=False)
+            low, high = _interval(keras.ops.convert_to_numpy(bins))
             table.insert(4, "age_low", low)
             table.insert(5, "age_high", high)
         return table
+
+    def _ask(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's ages and probabilities of female for a batch of images."""
+        import keras
+
+        out = self.model(pixels, training=False)  # quicker than predict() for a photo's faces
+        if not isinstance(out, dict):
+            out = dict(zip(self.model.output_names, out, strict=True))
+        age, female = (np.ravel(keras.ops.convert_to_numpy(out[k])) for k in ("age", "gender"))
+        return age, female
 
 
 def _distribution_model(model):

@@ -163,3 +163,14 @@ def test_calibration_on_real_crops_is_close_to_the_stored_constants(real_faces):
     if "landmarks" in measured:
         assert np.abs(np.array(measured["landmarks"]) - LANDMARKS).mean() < 8
     assert abs(measured["box_side"] - align.BOX_SIDE) < 0.15
+
+
+def test_faces_found_in_a_turned_image_are_mapped_back(red_squares, squares_photo):
+    detector = FaceDetector(turns=(15.0,))
+    detector._find = red_squares  # finds red squares, wherever the image is turned
+    photo = np.asarray(squares_photo(size=(300, 200), squares=((180, 60, 50),)))
+    (face,) = detector._find_turned(photo, 15.0)
+    x, y, w, h = face.box
+    assert (x + w / 2, y + h / 2) == pytest.approx((205, 85), abs=2)
+    plain = np.full((200, 300, 3), 128, np.uint8)
+    assert detector(plain) == []  # searched turned too, and still nothing

@@ -96,7 +96,7 @@ def test_any_colour_mode_becomes_rgb(tmp_path, squares_photo, predictor, mode):
         image = Image.fromarray(np.asarray(image.convert("L"), np.uint16) * 257)
     else:
         image = image.convert(mode)
-    path = tmp_path / ("photo.tif" if mode in ("CMYK", "I;16") else "photo.png")
+    path = tmp_path / ("photo.jpg" if mode == "CMYK" else "photo.png")
     image.save(path)
     photo = predict.open_photo(path)
     assert photo.image.mode == "RGB" and photo.image.size == (240, 160)
@@ -168,6 +168,28 @@ def test_a_model_that_takes_features_is_refused_with_a_hint(tmp_path, red_square
     keras.Model(features, outputs).save(path)
     with pytest.raises(AgegenderError, match=r"model\.keras"):
         predict.Predictor(path, detector=red_squares)
+
+
+def test_a_dex_model_gives_an_age_interval(tmp_path, squares_photo, red_squares):
+    from agegender.models.builders import build
+
+    model = build("custom_cnn", image_size=16, width=4, depth=2, age_head="dex")
+    squares_photo().save(tmp_path / "photo.png")
+    table = predict.predict(tmp_path / "photo.png", model, detector=red_squares)
+    assert list(table.columns[4:6]) == ["age_low", "age_high"]
+    assert (table["age_low"] <= table["age_high"]).all()
+    assert "age " in predict.format_rows(table) and "-" in predict.format_rows(table)
+    plain = predict.predict(tmp_path / "photo.png", predictor_model(), detector=red_squares)
+    assert "age_low" not in plain.columns
+
+
+def predictor_model():
+    import keras
+
+    images = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(images)
+    outputs = {name: keras.layers.Dense(1, name=name)(pooled) for name in ("age", "gender")}
+    return keras.Model(images, outputs)
 
 
 def test_an_age_distribution_gives_an_interval():
