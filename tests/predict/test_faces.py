@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -174,3 +175,22 @@ def test_faces_found_in_a_turned_image_are_mapped_back(red_squares, squares_phot
     assert (x + w / 2, y + h / 2) == pytest.approx((205, 85), abs=2)
     plain = np.full((200, 300, 3), 128, np.uint8)
     assert detector(plain) == []  # searched turned too, and still nothing
+
+
+def test_crop_geometry_and_margin_check_measure_found_faces(tmp_path, red_squares, tiny_model_file):
+    from agegender.predict import load_model
+
+    crop = textured(seed=4)
+    side = round(align.BOX_SIDE * 200)
+    x, y = (round(c * 200 - side / 2) for c in align.BOX_CENTRE)
+    crop.paste((230, 20, 20), (x, y, x + side, y + side))
+    crop.save(tmp_path / "30_1_0_20170101000000000.jpg.chip.jpg", quality=95)
+    files = [tmp_path / "30_1_0_20170101000000000.jpg.chip.jpg"]  # one: a noise background
+    labels = pd.DataFrame({"age": [30], "gender": [1]})
+    model = load_model(tiny_model_file)
+    result = synthetic.crop_geometry(files, labels, red_squares, model)
+    assert result["found"] == 1.0 and result["by"] == {"box": 1} and result["image_size"] == 16
+    assert result["crop_iou"]["mean"] > 0.6 and 0.8 < result["side_ratio"] < 1.4
+    assert result["age_difference"] >= 0 and len(result["rows"]) == 1
+    margins = synthetic.margin_check(files, labels, red_squares, model, margins=(0.8, 1.0, 1.2))
+    assert list(margins["margin"]) == [0.8, 1.0, 1.2] and (margins["faces"] == 1).all()

@@ -112,14 +112,19 @@ def test_a_greyscale_jpeg_is_read_as_grey_rgb(tmp_path, squares_photo):
     assert pixels.shape == (160, 240, 3) and (pixels[..., 0] == pixels[..., 2]).all()
 
 
-def test_huge_photos_are_decoded_smaller_and_boxes_mapped_back(tmp_path, squares_photo, predictor):
-    side = predict.DECODE_SIDE
-    photo = squares_photo(size=(3 * side, side), squares=((side, side // 4, side // 2),))
-    photo.save(tmp_path / "huge.jpg", quality=80)
-    decoded = predict.open_photo(tmp_path / "huge.jpg")
-    assert max(decoded.image.size) <= 2 * side and decoded.scale >= 1.5
-    (box,) = predict.predict(tmp_path / "huge.jpg", predictor)["box"]
-    assert box == pytest.approx((side, side // 4, side // 2, side // 2), abs=12)
+def test_huge_photos_are_decoded_smaller_and_boxes_mapped_back(
+    tmp_path, squares_photo, predictor, monkeypatch
+):
+    monkeypatch.setattr(predict, "DECODE_SIDE", 256)
+    photo = squares_photo(size=(2400, 1200), squares=((1200, 300, 600),))
+    photo.save(tmp_path / "huge.jpg", quality=80)  # decoded at 1/2 (JPEG draft), then shrunk
+    photo.save(tmp_path / "huge.png")  # shrunk only
+    for name in ("huge.jpg", "huge.png"):
+        decoded = predict.open_photo(tmp_path / name)
+        assert max(decoded.image.size) <= 2 * 256
+        assert decoded.scale == pytest.approx(2400 / decoded.image.width)
+        (box,) = predict.predict(tmp_path / name, predictor)["box"]
+        assert box == pytest.approx((1200, 300, 600, 600), abs=12)
 
 
 def test_annotated_photos_are_written(photos, predictor, tmp_path):

@@ -215,6 +215,8 @@ def crop_geometry(files, labels: pd.DataFrame, detector, model, *, seed: int = 1
         ``faces``, ``found`` (share where the face was found), and over the found ones:
         ``crop_iou`` (mean, median and 10th percentile of the IoU of the recovered crop's region
         with the original's, in canvas coordinates), ``angle_error`` (mean absolute, degrees),
+        ``side_ratio`` (median of the recovered crop's side over the original's), ``centre_shift``
+        (median distance between their centres, in original crop sides),
         ``age_difference`` (mean absolute difference in years between the predictions on the
         recovered and the original crops), ``gender_agreement`` (share of equal answers at 0.5),
         and the age MAE and gender accuracy of both against the labels. Also the table
@@ -240,6 +242,11 @@ def crop_geometry(files, labels: pd.DataFrame, detector, model, *, seed: int = 1
                 "found": True,
                 "how": crop.how,
                 "crop_iou": polygon_iou(crop.corners, canvas.corners[0]),
+                "side_ratio": _side(crop.corners) / _side(canvas.corners[0]),
+                "centre_shift": float(
+                    np.linalg.norm(crop.corners.mean(0) - canvas.corners[0].mean(0))
+                    / _side(canvas.corners[0])
+                ),
                 "angle_error": abs(crop.angle - true_angle),
                 "age": label["age"],
                 "gender": label["gender"],
@@ -266,6 +273,8 @@ def crop_geometry(files, labels: pd.DataFrame, detector, model, *, seed: int = 1
             "p10": float(np.percentile(ious, 10)),
         },
         "angle_error": float(found["angle_error"].mean()) if len(found) else float("nan"),
+        "side_ratio": float(found["side_ratio"].median()) if len(found) else float("nan"),
+        "centre_shift": float(found["centre_shift"].median()) if len(found) else float("nan"),
         "age_difference": float(np.mean(np.abs(found["age_original"] - found["age_recovered"])))
         if len(found)
         else float("nan"),
@@ -317,6 +326,10 @@ def margin_check(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _side(corners: np.ndarray) -> float:
+    return float(np.linalg.norm(corners[1] - corners[0]))
 
 
 def _angle(corners: np.ndarray) -> float:
