@@ -180,7 +180,7 @@ def card(record: dict) -> str:
 ALWAYS_SHOWN = ("epochs", "learning_rate")
 FINE_TUNING = ("fine_tune_epochs", "fine_tune_blocks", "fine_tune_learning_rate")
 # Settings that do not change what is learned (or are shown in another row).
-NOT_SHOWN = ("seed", "verbose", "bootstrap_resamples", "mixed_precision", "jit_compile")
+NOT_SHOWN = ("seed", "verbose", "bootstrap_resamples", "mixed_precision", "jit_compile", "devices")
 
 
 def _run_rows(parameters: dict) -> list[tuple[str, str]]:
@@ -241,7 +241,7 @@ def _augmentation_words(augmentation) -> str:
 
 
 def _backend(record: dict) -> str:
-    words = f"{record.get('backend')}, {', '.join(record.get('devices') or [])}"
+    words = f"{record.get('backend')}, {devices_words(record)}"
     if record.get("machine"):
         words += f" ({record['machine']})"
     parameters = record.get("parameters") or {}
@@ -249,6 +249,29 @@ def _backend(record: dict) -> str:
         words += ", mixed precision" if parameters["mixed_precision"] else ", float32"
     if "jit_compile" in parameters:
         words += f", XLA {_on_off(parameters['jit_compile'])}"
+    return words
+
+
+def devices_words(record: dict) -> str:
+    """The devices a run computed on and, on several, how: ``"gpu:0, gpu:1, data parallel
+    (keras.distribution.DataParallel; global batch 256, 128 per device; learning rate multiplied
+    by √2)"``.
+
+    ``devices`` in a record are those the backend saw; a trained model's ``distribution`` says
+    which of them it trained on (`agegender.training.distribution.Distribution.record`).
+    """
+    visible = list(record.get("devices") or [])
+    distribution = record.get("distribution") or {}
+    used = list(distribution.get("devices") or visible)
+    words = ", ".join(used)
+    if used != visible and visible:
+        words += f" (of {len(visible)} visible: {', '.join(visible)})"
+    strategy = distribution.get("strategy")
+    if strategy and len(used) > 1:
+        batch = distribution.get("global_batch_size")
+        share = distribution.get("per_device_batch_size")
+        sizes = f"global batch {batch}, {share} per device; " if batch else ""
+        words += f", data parallel ({strategy}; {sizes}learning rate multiplied by √{len(used)})"
     return words
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from agegender.checks import check_choice, check_non_negative_int
+from agegender.training.distribution import check_devices
 
 # Per-head loss of the age in years, by the Keras loss it names.
 AGE_LOSSES = {"mae": "mean_absolute_error", "mse": "mean_squared_error", "huber": "huber"}
@@ -40,6 +41,10 @@ class TrainingConfig:
         mixed_precision: float16 compute with float32 outputs; None means "on GPU only"
             (`default_precision`).
         jit_compile: compile the training step with XLA; None means `default_jit_compile`.
+        devices: ``"all"`` (every visible accelerator; one device on a machine without any) or
+            how many devices to train on, data-parallel (`agegender.training.distribution`): each
+            step's global batch is the loaders' batch, split over them, and the learning rates
+            are for one device's share (multiplied by √devices).
         bootstrap_resamples: resamples of the confidence intervals.
         verbose: Keras' verbosity (``"auto"``, 0, 1, 2).
     """
@@ -62,6 +67,7 @@ class TrainingConfig:
     seed: int = 0
     mixed_precision: bool | None = None
     jit_compile: bool | None = None
+    devices: int | str = "all"
     bootstrap_resamples: int = 1000
     verbose: int | str = "auto"
 
@@ -77,6 +83,7 @@ class TrainingConfig:
             )
         check_choice(age_loss=self.age_loss, choices=tuple(AGE_LOSSES))
         check_choice(schedule=self.schedule, choices=SCHEDULES)
+        check_devices(self.devices)
         self._check_rates()
 
     def _check_rates(self) -> None:

@@ -36,6 +36,7 @@ from agegender.results import store
 from agegender.training import history as histories
 from agegender.training import resume
 from agegender.training.config import TrainingConfig
+from agegender.training.distribution import Distribution, portable, resolve
 from agegender.training.features import feature_batches
 from agegender.training.fit import compile_model, fit_stage, predict
 from agegender.training.runtime import (
@@ -62,6 +63,11 @@ class RunPlan:
     jit_compile: bool | str
     parameters: dict  # recorded in the provenance
     fingerprint: str
+    distribution: Distribution  # the devices it trains on
+
+    def learning_rate(self, rate: float) -> float:
+        """A stage's rate for its global batch (`Distribution.learning_rate`)."""
+        return self.distribution.learning_rate(rate)
 
     @property
     def dtype_policy(self) -> str:
@@ -114,6 +120,10 @@ def run_experiment(
     Started again after an interruption (same arguments, same work folder), it continues from
     the last finished epoch; started again after it finished, it re-evaluates the best model.
 
+    On several devices (``config.devices``), the loaders' batches are the global batches: each is
+    split over the devices (`agegender.training.distribution`), so their batch size must be a
+    multiple of the devices' number.
+
     Args:
         name: a model name (`agegender.models.specs.MODELS`).
         train, val, test: `FaceBatches` loaders; image size and channels are read from them;
@@ -142,10 +152,12 @@ def run_experiment(
     }
     work_dir = Path(work_dir)
     check_request(name, config, model_options or {}, loaders)
+    distribution = resolve(config.devices)
+    loaders = split_loaders(loaders, distribution.count)
     deterministic = seed_everything(config.seed)
-    plan = plan_run(name, config, model_options or {}, loaders)
+    plan = plan_run(name, config, model_options or {}, loaders, distribution)
     resume.start(work_dir, plan.fingerprint, fresh=fresh)
-    with dtype_policy(plan.dtype_policy):
+    with distribution.scope(), dtype_policy(plan.dtype_policy):
         model = build(
             name,
             image_size=plan.image_size,
@@ -221,8 +233,34 @@ def _check_options(model: ModelSpec, options: dict) -> None:
         )
 
 
-def plan_run(name: str, config: TrainingConfig, options: dict, loaders: dict) -> RunPlan:
+def split_loaders(loaders: dict, devices: int) -> dict:
+    """The loaders for `devices` devices (`FaceBatches.split_over`): every batch a multiple of
+    `devices` images.
+
+    Raises:
+        ValueError: a loader whose batch size is not a multiple of `devices`.
+    """
+    if devices == 1:
+        return loaders
+    for split_name, loader in loaders.items():
+        if loader.batch_size % devices:
+            raise ValueError(
+                f"On {devices} devices a batch is split over them: the {split_name} loader's "
+                f"batch size must be a multiple of {devices} (a per-device batch size times "
+                f"{devices}). Received: batch_size={loader.batch_size}"
+            )
+    return {split_name: loader.split_over(devices) for split_name, loader in loaders.items()}
+
+
+def plan_run(
+    name: str,
+    config: TrainingConfig,
+    options: dict,
+    loaders: dict,
+    distribution: Distribution | None = None,
+) -> RunPlan:
     """Decide the weights, precision, XLA and recorded parameters of a checked request."""
+    distribution = distribution or resolve(config.devices)
     model, options = spec(name), dict(options)
     train = loaders["train"]
     image_size, channels = int(train.images.shape[1]), int(train.images.shape[-1])
@@ -256,8 +294,18 @@ def plan_run(name: str, config: TrainingConfig, options: dict, loaders: dict) ->
         mixed_precision=mixed,
         jit_compile=jit,
         parameters=parameters,
-        fingerprint=json_sha256({**parameters, "weights": weights.to_dict()}),
+        fingerprint=json_sha256(_fingerprinted(parameters, weights, distribution)),
+        distribution=distribution,
     )
+
+
+def _fingerprinted(parameters: dict, weights: WeightsInfo, distribution: Distribution) -> dict:
+    """What a saved state must have been made with: on one device what it was before runs could
+    use several (so that an interrupted run resumes with newer code), on several the count."""
+    if distribution.count == 1:
+        config = {k: v for k, v in parameters["config"].items() if k != "devices"}
+        return {**parameters, "config": config, "weights": weights.to_dict()}
+    return {**parameters, "weights": weights.to_dict(), "devices_used": distribution.count}
 
 
 def model_inputs(
@@ -304,9 +352,10 @@ def fit_stages(
             if best_path.is_file():
                 fit_model = load_checkpoint(best_path)
             unfreeze_top_blocks(fit_model, config.fine_tune_blocks)
+        plan.distribution.prepare(fit_model)
         compile_model(
             fit_model,
-            learning_rate=learning_rate,
+            learning_rate=plan.learning_rate(learning_rate),
             optimizer=config.optimizer,
             weight_decay=config.weight_decay,
             decay_steps=len(inputs.data["train"]) * epochs if config.schedule == "cosine" else None,
@@ -346,7 +395,7 @@ def evaluate(inputs: ModelInputs, plan: RunPlan, work_dir: Path):
         return best, best_path, val_table, test_table
     model = assemble(inputs.extractor, best, name=plan.model.name)
     model_path = work_dir / "model.keras"
-    with replacing(model_path) as tmp:
+    with replacing(model_path) as tmp, portable(model):
         model.save(tmp)
     return model, model_path, val_table, test_table
 
@@ -360,6 +409,13 @@ def run_record(plan, config, history_table, inputs, resumed, provenance, started
         "dtype_policy": plan.dtype_policy,
         "weights": plan.weights.to_dict(),
         **software_and_machine(),
+        # The devices it trained on, the engine, the batch sizes and the learning-rate rule.
+        "distribution": plan.distribution.record(
+            global_batch_size=plan.parameters["data"]["train"]["batch_size"],
+            rates={
+                stage: plan.learning_rate(rate) for stage, _, rate in _stages(plan.model, config)
+            },
+        ),
         "resumed": resumed,
         "epochs_run": len(history_table),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

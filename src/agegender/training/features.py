@@ -68,9 +68,12 @@ def extract_features(
     features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     progress = keras.utils.Progbar(len(loader), verbose=verbose, unit_name="batch")
     started, start = time.perf_counter(), 0
+    split = getattr(loader, "multiple_of", 1) > 1
     for index in range(len(loader)):
-        images, _ = loader[index]
-        batch = np.asarray(extractor.predict_on_batch(images))
+        images = loader[index][0]
+        batch = _predict_batch(extractor, images, split=split)
+        if split:
+            batch = batch[: loader.real_size(index)]  # less the padding of a split batch
         features[start : start + len(batch)] = batch
         start += len(batch)
         progress.update(index + 1)
@@ -80,6 +83,15 @@ def extract_features(
     write_json_atomic(record, {"seconds": seconds, "images": shape[0]})
     os.replace(tmp, path)
     return np.load(path, mmap_mode="r"), seconds
+
+
+def _predict_batch(extractor: keras.Model, images: np.ndarray, *, split: bool) -> np.ndarray:
+    """The extractor's output for one batch; a batch `split` over several devices goes through
+    `predict`, which splits it (`predict_on_batch` would give each TensorFlow replica the whole
+    batch and return as many copies)."""
+    if split:
+        return np.asarray(extractor.predict(images, batch_size=len(images), verbose=0))
+    return np.asarray(extractor.predict_on_batch(images))
 
 
 def feature_batches(extractor, loader, cache_dir: Path, *, train: bool, seed: int, verbose: int):
@@ -92,6 +104,7 @@ def feature_batches(extractor, loader, cache_dir: Path, *, train: bool, seed: in
         loader.all_genders,
         loader.all_files,
         batch_size=loader.batch_size,
+        multiple_of=loader.multiple_of,
     )
     features, seconds = extract_features(extractor, in_order, cache_dir, verbose=verbose)
     # The same loader class serves the cached features: row i of `features` is image i.
@@ -104,5 +117,6 @@ def feature_batches(extractor, loader, cache_dir: Path, *, train: bool, seed: in
         batch_size=loader.batch_size,
         shuffle=train and loader.shuffle,
         seed=seed,
+        multiple_of=loader.multiple_of,
     )
     return batches, seconds

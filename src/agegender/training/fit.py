@@ -13,6 +13,7 @@ from agegender.checks import check_choice
 from agegender.errors import AgegenderError
 from agegender.files import replacing, temporary_name
 from agegender.training.config import AGE_LOSSES, TrainingConfig
+from agegender.training.distribution import portable
 from agegender.training.resume import TrainingState
 
 
@@ -60,7 +61,9 @@ def compile_model(
         optimizer=keras.optimizers.get({"class_name": optimizer, "config": settings}),
         loss={"age": AGE_LOSSES[age_loss], "gender": "binary_crossentropy"},
         loss_weights={"age": age_loss_weight, "gender": gender_loss_weight},
-        metrics={
+        # Weighted (the same without sample weights): a batch split over several devices pads
+        # with copies of weight 0 (`agegender.data.loader.FaceBatches`), which must not count.
+        weighted_metrics={
             "age": [keras.metrics.MeanAbsoluteError(name="mae")],
             "gender": [
                 keras.metrics.BinaryAccuracy(name="accuracy"),
@@ -77,8 +80,9 @@ def predict(model: keras.Model, loader, *, verbose=0) -> pd.DataFrame:
     if getattr(loader, "shuffle", False):
         raise ValueError("Predictions need the loader's row order. Received a shuffled loader.")
     outputs = model.predict(loader, verbose=verbose)
+    count = len(loader.rows)  # a loader split over several devices pads its last batch
     return evaluation.predictions_table(
-        loader.files, loader.ages, outputs["age"], loader.genders, outputs["gender"]
+        loader.files, loader.ages, outputs["age"][:count], loader.genders, outputs["gender"][:count]
     )
 
 
@@ -167,7 +171,7 @@ class AtomicCheckpoint(keras.callbacks.ModelCheckpoint):
         return str(temporary_name(Path(self.filepath)))
 
     def _save_model(self, epoch, batch, logs):
-        with replacing(Path(self.filepath)):
+        with replacing(Path(self.filepath)), portable(self.model):
             super()._save_model(epoch, batch, logs)
 
 

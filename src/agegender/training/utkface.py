@@ -22,6 +22,7 @@ from agegender.models.layers import Augmentation
 from agegender.models.specs import spec
 from agegender.results import store
 from agegender.training.config import TrainingConfig
+from agegender.training.distribution import resolve as resolve_devices
 from agegender.training.experiment import Experiment, run_experiment
 
 # `train_on_utkface`'s own arguments that describe the loaders, not the training.
@@ -54,27 +55,31 @@ def train_on_utkface(
         profile: the profile the run belongs to; names the results folder.
         image_size: image side in pixels.
         color: ``"rgb"`` or ``"grey"``.
-        batch_size: images per batch.
+        batch_size: images per batch on each device: with ``devices`` N, each step's global batch
+            holds N times as many (`agegender.training.distribution`).
         max_train_images: a fixed subset of the training images (None: all).
         max_eval_images: a fixed subset of the validation and test images (None: all).
         augment: train with `Augmentation` (None: as the spec says, `ModelSpec.augments`).
         run: the run's folder under ``results/<profile>/`` (None: the model's name).
         evaluate_on: ``"test"``, or ``"val"`` for a selection run that never reads the test split.
         fresh: start over instead of resuming an interrupted run.
-        **settings: `TrainingConfig` fields (``epochs``, ``learning_rate``, ``seed``, ...) and the
-            builder's options (``weights``, ``width``, ``dropout``, ...), by name.
+        **settings: `TrainingConfig` fields (``epochs``, ``learning_rate``, ``seed``,
+            ``devices``, ...) and the builder's options (``weights``, ``width``, ``dropout``,
+            ...), by name.
 
     Returns:
         The `Experiment`; its files are in ``results/<profile>/<run>/``.
 
     Raises:
         ValueError: a setting that is neither a `TrainingConfig` field nor a builder option.
+        AgegenderError: more ``devices`` than the backend sees; refused before any work.
         AgegenderError: the run's results are published (tracked by git) and replacing them was
             not asked for (`agegender.results.store.check_replaceable`); refused before any work.
     """
     check_replaceable(getattr(data, "paths", None), profile, run or name)
     check_choice(evaluate_on=evaluate_on, choices=("test", "val"))
     config, options = split_settings(name, settings)
+    devices = resolve_devices(config.devices).count  # refused here, before any work
     if augment is None:
         augment = spec(name).augments
     options["augmentation"] = Augmentation() if augment else None
@@ -83,9 +88,10 @@ def train_on_utkface(
             which,
             size=image_size,
             color=color,
-            batch_size=batch_size,
+            batch_size=batch_size * devices,
             max_images=max_train_images if which == "train" else max_eval_images,
             seed=config.seed,
+            multiple_of=devices,
         )
         for which in ("train", "val", "test")
         if which != "test" or evaluate_on == "test"
