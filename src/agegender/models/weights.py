@@ -8,6 +8,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from agegender import platforms
 from agegender.errors import AgegenderError
 from agegender.files import file_digest
 
@@ -72,8 +73,9 @@ def resolve_weights(weights, *, base: str | None = None, download: bool = True) 
     """Find the file behind a ``weights`` argument, fetching ImageNet weights when needed.
 
     ImageNet weights are the keras.applications files: they are looked for in
-    ``$KERAS_HOME/models/`` first (checked against their md5) and downloaded there only when
-    missing and `download` is true.
+    ``$KERAS_HOME/models/`` first, then on Kaggle in the datasets attached to the notebook
+    (`attached_file`, for a notebook without internet), each checked against its md5, and
+    downloaded into ``$KERAS_HOME/models/`` only when missing and `download` is true.
 
     Args:
         weights: ``None``, ``"imagenet"``, a path to a weights file (``.h5``/``.weights.h5``) or to
@@ -130,12 +132,39 @@ def _weights_file(weights) -> WeightsInfo:
 
 
 def _how_to_get(spec: ImagenetFile) -> str:
+    kaggle = " (on Kaggle without internet: in a dataset attached to the notebook)"
     return (
         f"Download {spec.file} (md5 {spec.md5}) from {spec.url} and place it at "
         f"{keras_home() / 'models' / spec.file} (set $KERAS_HOME to use another folder than "
-        f"{keras_home()}), or run without them: weights=null (random initialisation; "
-        "`agegender run PROFILE -p weights=null`, `make report WEIGHTS=null`) or a local file."
+        f"{keras_home()}){kaggle if platforms.kaggle_input_dir() else ''}, or run without them: "
+        "weights=null (random initialisation; `agegender run PROFILE -p weights=null`, "
+        "`make report WEIGHTS=null`) or a local file."
     )
+
+
+# How deep under Kaggle's input folder an attached file is looked for: datasets are
+# /kaggle/input/<dataset>/..., models /kaggle/input/<model>/<framework>/<variation>/<version>/...
+KAGGLE_DEPTH = 5
+
+
+def attached_file(name: str) -> Path | None:
+    """A file of this name in a dataset or model attached to a Kaggle notebook (in
+    ``/kaggle/input``, at most `KAGGLE_DEPTH` folders down), or None (also off Kaggle)."""
+    folder = platforms.kaggle_input_dir()
+    if folder is None:
+        return None
+    for depth in range(1, KAGGLE_DEPTH + 1):
+        found = sorted(path for path in folder.glob("*/" * depth + name) if path.is_file())
+        if found:
+            return found[0]
+    return None
+
+
+def _local_imagenet(spec: ImagenetFile) -> Path | None:
+    """Where an ImageNet file is on this machine: ``$KERAS_HOME/models/``, else attached on
+    Kaggle; None when in neither."""
+    path = keras_home() / "models" / spec.file
+    return path if path.is_file() else attached_file(spec.file)
 
 
 def check_imagenet(base: str) -> None:
@@ -146,7 +175,7 @@ def check_imagenet(base: str) -> None:
         AgegenderError: saying where to put the file, or how to run without it.
     """
     spec = IMAGENET_FILES[base]
-    if (keras_home() / "models" / spec.file).is_file():
+    if _local_imagenet(spec) is not None:
         _imagenet_weights(spec, download=False)
         return
     request = urllib.request.Request(spec.url, method="HEAD")
@@ -161,9 +190,9 @@ def check_imagenet(base: str) -> None:
 
 
 def _imagenet_weights(spec: ImagenetFile, *, download: bool) -> WeightsInfo:
-    path = keras_home() / "models" / spec.file
+    path = _local_imagenet(spec)
     how_to = _how_to_get(spec)
-    if path.is_file():
+    if path is not None:
         if file_digest(path, "md5") != spec.md5:
             raise AgegenderError(
                 f"{path} is damaged or not the expected file: its md5 is not {spec.md5}. {how_to}"
