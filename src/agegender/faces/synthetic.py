@@ -6,6 +6,16 @@ A canvas is three times as large as the crop pasted into it, at a random positio
 1.5 times UTKFace's 200 px) and angle (+-15 degrees), on a background of grey noise or of a
 blurred, enlarged copy of the face itself (alternately). The crop's corners in the canvas are
 known exactly, so a recovered crop can be compared with the original one.
+
+Measured when this was written (300 test-split faces drawn with seed 15; the cpu profile's
+vgg16_features model, 64 px, test age MAE 12.3): faces found 98.3% (all 295 by their landmarks);
+recovered crop against the original, IoU mean 0.928, median 0.939, 10th percentile 0.877, side
+ratio median 1.006, centre shift median 1.2% of the side, angle error 1.2 degrees; the model's
+answers on recovered against original crops: age 1.41 years apart on average, gender the same for
+92.2% (age MAE 12.83 against 12.71, gender accuracy 0.800 against 0.803). Margin (crop side
+against UTKFace's framing) 0.7 / 0.8 / 0.9 / 1.0 / 1.1 / 1.2 / 1.3 / 1.5: age MAE 13.12 / 12.91 /
+12.86 / 12.83 / 13.37 / 13.64 / 14.05 / 14.41, gender accuracy 0.654 / 0.729 / 0.793 / 0.800 /
+0.790 / 0.763 / 0.692 / 0.654: UTKFace's own framing is the best.
 """
 
 from __future__ import annotations
