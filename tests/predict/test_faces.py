@@ -8,9 +8,13 @@ import pytest
 from PIL import Image
 
 from agegender.data.cache import load_image
-from agegender.faces import align, synthetic
+from agegender.faces import align, detect, synthetic
 from agegender.faces.align import LANDMARKS, UTKFACE_SIZE, crop_face, model_input, similarity
 from agegender.faces.detect import Face, FaceDetector, landmark_model
+
+needs_dlib = pytest.mark.skipif(
+    detect.available() is not None, reason="dlib is not installed (the predict extra)"
+)
 
 
 def textured(size=200, seed=0) -> Image.Image:
@@ -130,6 +134,7 @@ def test_polygon_iou():
     assert synthetic.polygon_iou(square, square + np.array([20, 0])) == 0.0
 
 
+@needs_dlib
 def test_the_detector_finds_nothing_in_a_plain_photo_and_ships_its_landmark_model():
     detector = FaceDetector()
     assert detector(np.full((300, 400, 3), 128, np.uint8)) == []
@@ -138,6 +143,7 @@ def test_the_detector_finds_nothing_in_a_plain_photo_and_ships_its_landmark_mode
         assert detector.has_landmarks
 
 
+@needs_dlib
 @pytest.mark.real_data
 def test_real_faces_are_found_and_cut_out_close_to_their_original_crops(real_faces):
     files, _ = real_faces
@@ -156,6 +162,7 @@ def test_real_faces_are_found_and_cut_out_close_to_their_original_crops(real_fac
     assert np.median(ious) > 0.8
 
 
+@needs_dlib
 @pytest.mark.real_data
 def test_calibration_on_real_crops_is_close_to_the_stored_constants(real_faces):
     files, _ = real_faces
@@ -166,6 +173,7 @@ def test_calibration_on_real_crops_is_close_to_the_stored_constants(real_faces):
     assert abs(measured["box_side"] - align.BOX_SIDE) < 0.15
 
 
+@needs_dlib
 def test_faces_found_in_a_turned_image_are_mapped_back(red_squares, squares_photo):
     detector = FaceDetector(turns=(15.0,))
     detector._find = red_squares  # finds red squares, wherever the image is turned

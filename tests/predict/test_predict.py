@@ -17,6 +17,10 @@ from agegender.config import Paths
 from agegender.errors import AgegenderError
 from agegender.faces import detect, synthetic
 
+needs_dlib = pytest.mark.skipif(
+    detect.available() is not None, reason="dlib is not installed (the predict extra)"
+)
+
 ORIENTATION = 0x0112
 
 
@@ -251,6 +255,7 @@ def test_the_command_writes_json_and_csv(photos, tiny_model_file, cli_with_squar
     assert len(csv) == 2 and set(csv["gender"]) <= {"female", "male"}
 
 
+@needs_dlib
 def test_the_command_exits_1_when_nothing_could_be_read(photos, tiny_model_file, capsys):
     code = cli.main(
         [
@@ -270,11 +275,13 @@ def test_the_command_exits_2_without_a_model(photos, tmp_path, capsys):
     assert code == 2 and "No trained model" in capsys.readouterr().err
 
 
+@needs_dlib
 def test_photos_without_faces_with_the_real_detector(photos, tiny_model_file):
     table = predict.predict(photos / "none.png", tiny_model_file)
     assert table["problem"].tolist() == [predict.NO_FACE]
 
 
+@needs_dlib
 @pytest.mark.real_data
 def test_several_real_faces_in_one_photo_are_all_found(real_faces, tmp_path, tiny_model_file):
     files, _ = real_faces
