@@ -18,7 +18,8 @@ face rows). ``table.attrs["model"]`` names the model file used.
 
 The default model is the best model of the latest run on this machine: the most recently written
 ``best.keras``/``model.keras`` under ``data/work/<profile>/<run>/`` whose run has results
-(``results/<profile>/<run>/``).
+(``results/<profile>/<run>/``), among those whose results are newer than the model where there
+are such (a model newer than its results is of a run still training).
 """
 
 from __future__ import annotations
@@ -118,12 +119,14 @@ def default_model(paths: Paths | None = None) -> Path:
     paths = paths or Paths.default()
     candidates = []
     for run in sorted(paths.data.glob("work/*/*")):
-        profile, name = run.parent.name, run.name
-        if not (paths.run_results(profile, name) / "predictions.csv").is_file():
+        results = paths.run_results(run.parent.name, run.name) / "predictions.csv"
+        if not results.is_file():
             continue
         for file in ("model.keras", "best.keras"):  # a model trained on features: model.keras
             if (run / file).is_file():
-                candidates.append(run / file)
+                written = (run / file).stat().st_mtime
+                # finished: its results were written after it (not a run still training)
+                candidates.append((results.stat().st_mtime >= written, written, run / file))
                 break
     if not candidates:
         raise AgegenderError(
@@ -132,7 +135,7 @@ def default_model(paths: Paths | None = None) -> Path:
             "name one with --model (a results folder such as results/cpu/vgg16_features, or a "
             ".keras file)."
         )
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+    return max(candidates)[2]
 
 
 def model_path(model, paths: Paths | None = None) -> Path:

@@ -159,8 +159,13 @@ def test_the_model_is_found_from_its_results_folder_or_the_latest_run(tmp_path, 
     untested.mkdir(parents=True)
     (untested / "best.keras").write_bytes(tiny_model_file.read_bytes())
     assert predict.default_model(paths) == paths.run_work("cpu", "new") / "model.keras"
+    old_results = paths.run_results("cpu", "old") / "predictions.csv"
+    os.utime(old_results, (time.time() + 120,) * 2)
     os.utime(paths.run_work("cpu", "old") / "best.keras", (time.time() + 60,) * 2)
     assert predict.default_model(paths) == paths.run_work("cpu", "old") / "best.keras"
+    # a model newer than its results is of a run still training: a finished one comes first
+    os.utime(paths.run_work("cpu", "old") / "best.keras", (time.time() + 180,) * 2)
+    assert predict.default_model(paths) == paths.run_work("cpu", "new") / "model.keras"
     assert predict.model_path(paths.run_results("cpu", "old"), paths) == (
         paths.run_work("cpu", "old") / "best.keras"
     )
