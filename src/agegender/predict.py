@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from agegender.config import Paths
 from agegender.errors import AgegenderError
+from agegender.models.saved import MODEL_FILES, load_model, model_file
 
 # Files a folder is searched for (a file named explicitly is tried whatever its name).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -122,7 +123,7 @@ def default_model(paths: Paths | None = None) -> Path:
         results = paths.run_results(run.parent.name, run.name) / "predictions.csv"
         if not results.is_file():
             continue
-        for file in ("model.keras", "best.keras"):  # a model trained on features: model.keras
+        for file in reversed(MODEL_FILES):  # a model trained on features: model.keras first
             if (run / file).is_file():
                 written = (run / file).stat().st_mtime
                 # finished: its results were written after it (not a run still training)
@@ -140,45 +141,10 @@ def default_model(paths: Paths | None = None) -> Path:
 
 def model_path(model, paths: Paths | None = None) -> Path:
     """The ``.keras`` file of `model`: a ``.keras`` file, a run's results folder
-    (``results/<profile>/<run>``, its model in ``data/work/<profile>/<run>/``), a work folder, or
-    None for `default_model`."""
+    (``results/<profile>/<run>``), a work folder (`agegender.models.saved.model_file`), or None
+    for `default_model`."""
     paths = paths or Paths.default()
-    if model is None:
-        return default_model(paths)
-    try:  # agegender.models.saved knows which file a run keeps its model in
-        from agegender.models.saved import model_file
-    except ImportError:
-        model_file = None
-    if model_file is not None:
-        return model_file(model, paths)
-    path = Path(model)
-    if path.suffix == ".keras":
-        found = path
-    else:
-        try:
-            profile, run = path.resolve().relative_to(paths.results.resolve()).parts[:2]
-            folder = paths.run_work(profile, run)
-        except ValueError:
-            folder = path
-        found = next(
-            (folder / n for n in ("model.keras", "best.keras") if (folder / n).is_file()), folder
-        )
-    if not found.is_file():
-        raise AgegenderError(f"No trained model at {found} (asked for {model}).")
-    return found
-
-
-def load_model(path: Path):
-    """Load a trained model (`agegender.load_model` where the package has it)."""
-    import agegender
-
-    if hasattr(agegender, "load_model"):
-        return agegender.load_model(path)
-    import keras
-
-    import agegender.models  # registers the project's layers
-
-    return keras.saving.load_model(path, compile=False)
+    return default_model(paths) if model is None else model_file(model, paths)
 
 
 class Predictor:
@@ -194,7 +160,7 @@ class Predictor:
 
         if model is None or isinstance(model, str | Path):
             self.model_file = model_path(model, paths)
-            self.model = load_model(self.model_file)
+            self.model = load_model(self.model_file, paths)
         else:
             self.model, self.model_file = model, None
         shape = tuple(self.model.inputs[0].shape)
