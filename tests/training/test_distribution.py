@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 RTOL = 1e-3
 EPOCHS = 2
 RATE = 3e-3  # the per-device rate; one device on the same global batch gets √2 times it
+FINE_TUNE_RATE = 1e-4
 PER_BATCH_ON_TENSORFLOW = ("val_age_loss", "val_gender_loss")
 
 
@@ -106,6 +107,21 @@ def test_two_jax_devices_train_as_one_on_the_same_global_batch(jax_runs, model):
     assert len(two["files"]) == 19  # the padded last batch's copies are not predictions
     # it learned something: the loss fell
     assert two["history"]["loss"][-1] < two["history"]["loss"][0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_resnet50s_fine_tuning_stage_trains_on_two_devices_as_on_one(backends, backend):
+    """The second stage starts from the first stage's best model, loaded under the strategy, with
+    its top block unfrozen."""
+    runs = backends[backend]["resnet50_finetune"]
+    one, two = runs["one"], runs["two"]
+    assert two["history"]["stage"] == ["train", "fine_tune"]
+    assert two["distribution"]["learning_rates"] == {
+        "train": pytest.approx(RATE * math.sqrt(2)),
+        "fine_tune": pytest.approx(FINE_TUNE_RATE * math.sqrt(2)),
+    }
+    _assert_same(one, two, unless=PER_BATCH_ON_TENSORFLOW if backend == "tensorflow" else ())
 
 
 @pytest.mark.slow
@@ -252,7 +268,7 @@ def test_the_card_names_the_devices_used_and_the_engine():
 # The subprocess: trains with two virtual devices, then as one, and writes what the tests read.
 
 
-def _experiment(name, work, *, devices, rate, callbacks=(), size=32):
+def _experiment(name, work, *, devices, rate, callbacks=(), size=32, **changes):
     import keras
     from support import TINY_CNN, config, loaders
 
@@ -268,6 +284,7 @@ def _experiment(name, work, *, devices, rate, callbacks=(), size=32):
         if name == "custom_cnn"
         else {"weights": None, "units": 16, "dropout": 0.0}
     )
+    settings = {"epochs": EPOCHS, "learning_rate": rate, "devices": devices, **changes}
     return run_experiment(
         name,
         train,
@@ -275,7 +292,7 @@ def _experiment(name, work, *, devices, rate, callbacks=(), size=32):
         test,
         results_dir=work / "results",
         work_dir=work / "work",
-        config=config(epochs=EPOCHS, learning_rate=rate, devices=devices, bootstrap_resamples=5),
+        config=config(bootstrap_resamples=5, **settings),
         model_options=options,
         callbacks=callbacks,
     )
@@ -336,6 +353,26 @@ def main(backend: str, out: str, scratch: str) -> None:
             with zipfile.ZipFile(two.model_path) as saved:
                 flags = _batch_norm_flags(json.loads(saved.read("config.json")))
             results[name]["two"]["saved_synchronized"] = any(flags) if flags else None
+    # ResNet-50's two stages: heads, then its top block unfrozen (a model loaded from the first
+    # stage's best, under the strategy).
+    finetune = {"epochs": 1, "fine_tune_epochs": 1, "fine_tune_blocks": 1}
+    two = _experiment(
+        "resnet50_finetune",
+        scratch / "ft2",
+        devices=2,
+        rate=RATE,
+        fine_tune_learning_rate=FINE_TUNE_RATE,
+        **finetune,
+    )
+    one = _experiment(
+        "resnet50_finetune",
+        scratch / "ft1",
+        devices=1,
+        rate=RATE * math.sqrt(2),
+        fine_tune_learning_rate=FINE_TUNE_RATE * math.sqrt(2),
+        **finetune,
+    )
+    results["resnet50_finetune"] = {"one": _summary(one), "two": _summary(two)}
     work = scratch / "resumed"
     interrupted = False
     try:

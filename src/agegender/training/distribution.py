@@ -158,10 +158,7 @@ class Distribution:
             with keras.distribution.DataParallel(device_mesh=mesh).scope():
                 yield
         else:
-            import tensorflow as tf
-
-            strategy = tf.distribute.MirroredStrategy([f"/{d}" for d in self.devices])
-            with strategy.scope():
+            with _mirrored(self.devices).scope():
                 yield
 
     def prepare(self, model) -> None:
@@ -170,6 +167,20 @@ class Distribution:
         save)."""
         if self.count > 1 and self.backend == "tensorflow":
             _set_synchronized(model, True)
+
+
+# One MirroredStrategy per set of devices and process: each strategy numbers its collective
+# operations from the same start, so a second one over the same devices (the next run in the
+# process) would meet the first one's operations under the same numbers, of other shapes.
+_MIRRORED: dict[tuple[str, ...], object] = {}
+
+
+def _mirrored(devices: tuple[str, ...]):
+    if devices not in _MIRRORED:
+        import tensorflow as tf
+
+        _MIRRORED[devices] = tf.distribute.MirroredStrategy([f"/{d}" for d in devices])
+    return _MIRRORED[devices]
 
 
 @contextlib.contextmanager
