@@ -276,8 +276,9 @@ def _experiment(name, work, *, devices, rate, callbacks=(), size=32, **changes):
     from agegender.training.experiment import run_experiment
 
     train, val, test = loaders(n_train=64, n_val=21, n_test=19, size=size, batch_size=16)
-    # Augmentation draws its random numbers per device on TensorFlow (each replica its own share
-    # of the batch), so there two devices augment differently from one: equal only without it.
+    # On TensorFlow each replica draws augmentation's random numbers for its own share of the
+    # batch, from the same state (every share is transformed alike), so two devices augment
+    # differently from one: equal only without it.
     augmentation = Augmentation() if keras.backend.backend() == "jax" else None
     options = (
         {**TINY_CNN, "augmentation": augmentation}
