@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -150,12 +151,24 @@ def _downloads(log: Path) -> dict[str, str]:
 def hosted(tmp_path_factory):
     if shutil.which("git") is None:
         pytest.skip("needs git")
+    try:  # the set-up installs the kaggle extra (and the build's setuptools) from PyPI
+        socket.create_connection(("pypi.org", 443), timeout=10).close()
+    except OSError as error:
+        pytest.skip(f"needs PyPI, as a hosted runtime has it: {error}")
     from support import make_utkface
 
     tmp = tmp_path_factory.mktemp("hosted")
     repo = launch.repository(ROOT)
     bare = tmp / "agegender.git"
     subprocess.run(["git", "clone", "--quiet", "--bare", str(ROOT), str(bare)], check=True)
+    # The cell clones the published branch: here, the commit under test, whatever its branch.
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    subprocess.run(
+        ["git", "--git-dir", str(bare), "update-ref", f"refs/heads/{repo.branch}", commit],
+        check=True,
+    )
     gitconfig = tmp / "gitconfig"
     gitconfig.write_text(f'[url "file://{bare}"]\n\tinsteadOf = {repo.url}\n')
     kaggle_input = tmp / "kaggle" / "input"
@@ -225,6 +238,7 @@ def hosted(tmp_path_factory):
         "kernel_s": round(kernel_s, 1),
         "downloads": _downloads(tmp / "pip.log"),
         "checkout": str(working / launch.CHECKOUT),
+        "commit": commit,
         "second_run": again,
         "stdout": first.stdout,
     }
@@ -238,6 +252,10 @@ def test_the_set_up_cell_clones_and_installs_where_agegender_is_missing(hosted):
     assert hosted["importable_before"] == "None"
     checkout = Path(hosted["checkout"])
     assert (checkout / ".git").is_dir() and (checkout / "pyproject.toml").is_file()
+    cloned = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert cloned == hosted["commit"]  # the commit under test
     assert Path(hosted["package"]).is_relative_to(checkout / "src")  # the clone's, editable
     assert hosted["root"] == str(checkout)  # the project is the clone, not the working folder
     downloaded = " ".join(hosted["downloads"])
