@@ -435,25 +435,30 @@ def ran_with(injected: str, step: Step | None):
 def final_streams(outputs: list) -> list:
     """`outputs` with consecutive stream outputs of one name joined and rendered as a terminal
     would end up showing them (see `terminal_text`), native log lines dropped."""
-    kept = []
-    for output in outputs:
-        if output.output_type != "stream":
-            kept.append(output)
-            continue
-        previous = kept[-1] if kept else None
-        if (
-            previous is not None
-            and previous.output_type == "stream"
-            and previous.name == output.name
-        ):
-            previous.text += output.text
-        else:
-            kept.append(output)
+    kept = _joined_streams(outputs)
     for output in kept:
         if output.output_type == "stream":
             text = terminal_text(output.text)
             output.text = NATIVE_LOG_LINE.sub("", text) if output.name == "stderr" else text
     return [o for o in kept if o.output_type != "stream" or o.text.strip()]
+
+
+def _joined_streams(outputs: list) -> list:
+    """`outputs` with each run of stream outputs of one name made one output."""
+    kept = []
+    for output in outputs:
+        previous = kept[-1] if kept else None
+        joins = (
+            output.output_type == "stream"
+            and previous is not None
+            and previous.output_type == "stream"
+            and previous.name == output.name
+        )
+        if joins:
+            previous.text += output.text
+        else:
+            kept.append(output)
+    return kept
 
 
 def terminal_text(text: str) -> str:
