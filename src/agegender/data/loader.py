@@ -138,23 +138,31 @@ class FaceBatches(keras.utils.PyDataset):
         """
         if devices == self.multiple_of:
             return self
-        copy = FaceBatches(
+        copy = self.variant(multiple_of=devices)
+        copy.set_epoch(self.epoch)
+        return copy
+
+    def variant(self, **changes) -> FaceBatches:
+        """A new loader over the same images, rows and labels, with this one's options except
+        `changes` (``shuffle``, ``batch_size``, ``multiple_of``, ...)."""
+        options = {
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "seed": self.seed,
+            "dtype": self.dtype,
+            "multiple_of": self.multiple_of,
+            "workers": self.workers,
+            "use_multiprocessing": self.use_multiprocessing,
+            "max_queue_size": self.max_queue_size,
+        }
+        return FaceBatches(
             self.images,
             self.rows,
             self.all_ages,
             self.all_genders,
             self.all_files,
-            batch_size=self.batch_size,
-            shuffle=self.shuffle,
-            seed=self.seed,
-            dtype=self.dtype,
-            multiple_of=devices,
-            workers=self.workers,
-            use_multiprocessing=self.use_multiprocessing,
-            max_queue_size=self.max_queue_size,
+            **{**options, **changes},
         )
-        copy.set_epoch(self.epoch)
-        return copy
 
     def on_epoch_end(self) -> None:
         if self.shuffle:

@@ -97,15 +97,7 @@ def _predict_batch(extractor: keras.Model, images: np.ndarray, *, split: bool) -
 def feature_batches(extractor, loader, cache_dir: Path, *, train: bool, seed: int, verbose: int):
     """A loader of the extractor's cached features for the images of `loader`, and the seconds
     their extraction took (`extract_features`); training batches shuffle as `loader` does."""
-    in_order = FaceBatches(
-        loader.images,
-        loader.rows,
-        loader.all_ages,
-        loader.all_genders,
-        loader.all_files,
-        batch_size=loader.batch_size,
-        multiple_of=loader.multiple_of,
-    )
+    in_order = loader.variant(shuffle=False, dtype="float32")
     features, seconds = extract_features(extractor, in_order, cache_dir, verbose=verbose)
     # The same loader class serves the cached features: row i of `features` is image i.
     batches = FaceBatches(
