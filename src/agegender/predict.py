@@ -156,8 +156,6 @@ class Predictor:
     """
 
     def __init__(self, model=None, detector=None, paths: Paths | None = None):
-        from agegender.faces.detect import FaceDetector
-
         if model is None or isinstance(model, str | Path):
             self.model_file = model_path(model, paths)
             self.model = load_model(self.model_file, paths)
@@ -171,8 +169,17 @@ class Predictor:
                 "beside best.keras (or give its results folder)."
             )
         self.size, self.channels = int(shape[1]), int(shape[3])
-        self.detector = detector or FaceDetector()
+        self._detector = detector
         self._distribution = _distribution_model(self.model)
+
+    @property
+    def detector(self):
+        """The face detector, made when first needed (images already cropped need none)."""
+        if self._detector is None:
+            from agegender.faces.detect import FaceDetector
+
+            self._detector = FaceDetector()
+        return self._detector
 
     @property
     def name(self) -> str:
