@@ -199,7 +199,7 @@ class Predictor:
         )
         if self.channels == 1:  # ITU-R 601 luma, as Pillow's "L" (the greyscale cache)
             pixels = np.round(pixels @ np.array([0.299, 0.587, 0.114]))[..., None].astype(np.uint8)
-        age, female = self._ask(pixels)
+        age, female = self.ask(pixels)
         table = pd.DataFrame(
             {
                 "file": str(photo.path),
@@ -218,7 +218,7 @@ class Predictor:
             table.insert(5, "age_high", high)
         return table
 
-    def _ask(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def ask(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model's ages and probabilities of female for a batch of images."""
         import keras
 
