@@ -172,3 +172,27 @@ def test_summarize_is_json_ready(table):
     assert set(summary["confidence_intervals"]) == set(evaluation.METRICS)
     male = next(r for r in summary["by_group"] if r["group"] == "male")
     assert male["gender_auc"] is None
+
+
+def test_rows_whose_gender_is_not_known_count_for_age_only():
+    table = evaluation.predictions_table(
+        ["a", "b", "c", "d"],
+        [20, 30, 40, 50],
+        [22, 30, 40, 50],
+        [1, 0, None, None],
+        [0.9, 0.6, 0.2, 0.8],
+    )
+    assert table["gender_true"].isna().tolist() == [False, False, True, True]
+    got = evaluation.metrics(table)
+    assert got["age_mae"] == 0.5
+    assert got["gender_accuracy"] == 0.5  # of the two known: right, then wrong
+    intervals = evaluation.bootstrap_ci(table, resamples=50).set_index("metric")
+    assert (
+        0
+        <= intervals.loc["gender_accuracy", "low"]
+        <= intervals.loc["gender_accuracy", "high"]
+        <= 1
+    )
+    groups = evaluation.metrics_by_group(table, ["gender"])
+    assert groups["group"].tolist() == ["male", "female", "unknown"]
+    assert groups["n"].tolist() == [1, 1, 2]

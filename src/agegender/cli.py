@@ -1,4 +1,5 @@
-"""The `agegender` command: `data prepare`, `data report`, `run`, `build`, `bench`."""
+"""The `agegender` command: `data prepare`, `data report`, `run`, `study`, `build`, `bench`,
+`predict`, `evaluate`."""
 
 from __future__ import annotations
 
@@ -164,6 +165,47 @@ def _parser() -> argparse.ArgumentParser:
         "--annotate", metavar="OUT", help="write the photos with boxes and labels into folder OUT"
     )
     predict.set_defaults(handler=_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="test a trained model on labelled face photos from elsewhere",
+        description="Test a trained model on a labelled set of face photos (a folder or an "
+        "archive), each face found and cut out as for `predict`, with the test split's metrics, "
+        "age bands and intervals, into results/<profile>/external/<set>/<model>/. Every label is "
+        "checked first; photos without a face or unreadable are counted and listed.",
+    )
+    evaluate.add_argument("source", metavar="SOURCE", help="a folder or a .zip/.tar(.gz) archive")
+    labels = evaluate.add_mutually_exclusive_group(required=True)
+    labels.add_argument(
+        "--labels", metavar="CSV", help="a CSV file with the columns file, age[, gender]"
+    )
+    labels.add_argument(
+        "--name-pattern",
+        metavar="REGEX",
+        help="a regular expression with the named groups age (and gender) searched in each "
+        r"file's name, e.g. '^(?P<age>\d+)_(?P<gender>[01])_'",
+    )
+    evaluate.add_argument(
+        "--model",
+        metavar="RUN",
+        help="a run's results folder or a .keras file (default: as for predict)",
+    )
+    evaluate.add_argument("--set", dest="name", help="the set's name (default: SOURCE's name)")
+    evaluate.add_argument("--profile", help="the results' profile (default: the model's, e.g. cpu)")
+    evaluate.add_argument(
+        "--aligned",
+        action="store_true",
+        help="the photos are UTKFace-like face crops already: no face detection",
+    )
+    evaluate.add_argument(
+        "--peer", action="store_true", help="test the off-the-shelf peer on the same photos too"
+    )
+    evaluate.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="evaluate the photos with good labels when some are bad (counted in the results)",
+    )
+    evaluate.set_defaults(handler=_evaluate)
     return parser
 
 
@@ -309,6 +351,30 @@ def _predict(args: argparse.Namespace) -> int:
         print(predict.as_csv(table), end="")
     print(predict.summary(table), file=sys.stderr)
     return 0 if predict.photos_read(table) else 1
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from agegender import external
+
+    folders = external.evaluate(
+        args.source,
+        labels=args.labels,
+        name_pattern=args.name_pattern,
+        model=args.model,
+        name=args.name,
+        profile=args.profile,
+        aligned=args.aligned,
+        peer=args.peer,
+        skip_bad=args.skip_bad,
+        progress=_progress_line if sys.stderr.isatty() else None,
+    )
+    for folder in folders:
+        print(external.report(folder))
+    return 0
+
+
+def _progress_line(done: int, total: int) -> None:
+    print(f"\r{done}/{total} photos", end="\n" if done == total else "", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Test-split metrics from a predictions table: overall, per group, with bootstrap intervals.
 
 A predictions table has one row per image: ``file``, ``age_true``, ``age_pred``, ``gender_true``
-(0 male, 1 female), ``gender_pred`` and ``gender_prob`` (probability of female); `predictions_table`
-makes one. Everything here is numpy and pandas only (no scikit-learn); ROC AUC is the
-Mann-Whitney rank statistic.
+(0 male, 1 female; NaN where a set from elsewhere does not say, `agegender.external`),
+``gender_pred`` and ``gender_prob`` (probability of female); `predictions_table` makes one. The
+gender metrics are taken over the rows whose gender is known. Everything here is numpy and pandas
+only (no scikit-learn); ROC AUC is the Mann-Whitney rank statistic.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ CS_YEARS = 5
 METRICS = ("age_mae", "age_rmse", "age_cs5", "age_mean_error", "gender_accuracy", "gender_auc")
 GROUPINGS = ("age_band", "race", "gender")
 COLUMNS = ("file", "age_true", "age_pred", "gender_true", "gender_pred", "gender_prob")
+UNKNOWN = "unknown"  # the group of a race or gender a table does not know
 
 
 def predictions_table(
@@ -29,7 +31,7 @@ def predictions_table(
     Args:
         files: file names (or None: the rows are numbered instead).
         age_true, age_pred: ages in years.
-        gender_true: 0 (male) or 1 (female).
+        gender_true: 0 (male) or 1 (female); None or NaN where it is not known.
         gender_prob: predicted probability of female; ``gender_pred`` is ``prob >= threshold``.
         threshold: decision threshold of the gender prediction.
 
@@ -39,12 +41,13 @@ def predictions_table(
     age_true = np.asarray(age_true, dtype=np.float64).reshape(-1)
     n = len(age_true)
     gender_prob = np.asarray(gender_prob, dtype=np.float64).reshape(-1)
+    gender_true = pd.to_numeric(pd.Series(np.asarray(gender_true, dtype=object).reshape(-1)))
     return pd.DataFrame(
         {
             "file": np.arange(n).astype(str) if files is None else np.asarray(files).astype(str),
             "age_true": age_true,
             "age_pred": np.asarray(age_pred, dtype=np.float64).reshape(-1),
-            "gender_true": np.asarray(gender_true).reshape(-1).astype(int),
+            "gender_true": gender_true.to_numpy(float if gender_true.isna().any() else int),
             "gender_pred": (gender_prob >= threshold).astype(int),
             "gender_prob": gender_prob,
         }
@@ -126,14 +129,17 @@ def metrics(table: pd.DataFrame) -> dict:
     if table.empty:
         return {"n": 0, **dict.fromkeys(METRICS, math.nan)}
     true, pred = table["age_true"], table["age_pred"]
+    known = table[table["gender_true"].notna()]
     return {
         "n": len(table),
         "age_mae": mae(true, pred),
         "age_rmse": rmse(true, pred),
         "age_cs5": cumulative_score(true, pred),
         "age_mean_error": mean_error(true, pred),
-        "gender_accuracy": accuracy(table["gender_true"], table["gender_pred"]),
-        "gender_auc": roc_auc(table["gender_true"], table["gender_prob"]),
+        "gender_accuracy": accuracy(known["gender_true"], known["gender_pred"])
+        if len(known)
+        else math.nan,
+        "gender_auc": roc_auc(known["gender_true"], known["gender_prob"]),
     }
 
 
@@ -141,11 +147,11 @@ def with_groups(table: pd.DataFrame) -> pd.DataFrame:
     """The table with the group columns ``age_band``, ``race`` and ``gender`` (names).
 
     ``race`` is kept when the table has it (a name, or a label 0-4), otherwise read from UTKFace
-    file names; it is ``"unknown"`` where neither says.
+    file names; it is ``"unknown"`` where neither says, as ``gender`` is where it is not known.
     """
     table = table.copy()
     table["age_band"] = [age_band(int(age)) for age in table["age_true"]]
-    table["gender"] = [GENDERS[int(g)] for g in table["gender_true"]]
+    table["gender"] = [UNKNOWN if math.isnan(g) else GENDERS[int(g)] for g in table["gender_true"]]
     races = table["race"] if "race" in table else table["file"].map(_race_from_name)
     table["race"] = [_race_name(race) for race in races]
     return table
@@ -160,7 +166,7 @@ def _race_from_name(name: str):
 
 def _race_name(race) -> str:
     if race is None or (isinstance(race, float) and math.isnan(race)):
-        return "unknown"
+        return UNKNOWN
     if isinstance(race, str):
         return race
     return RACES[int(race)]
@@ -195,9 +201,9 @@ def _group_order(grouping: str, values: pd.Series) -> list[str]:
     if grouping == "age_band":
         known = [age_band(low) for low, _ in AGE_BANDS]
     elif grouping == "race":
-        known = [*RACES, "unknown"]
+        known = [*RACES, UNKNOWN]
     else:
-        known = list(GENDERS)
+        known = [*GENDERS, UNKNOWN]
     return [group for group in known if group in present]
 
 
@@ -228,16 +234,21 @@ def bootstrap_ci(
         raise ValueError("Cannot bootstrap an empty predictions table.")
     indices = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     errors = (table["age_pred"].to_numpy(float) - table["age_true"].to_numpy(float))[indices]
-    gender_true = table["gender_true"].to_numpy()
+    gender_true = table["gender_true"].to_numpy(float)
+    known = ~np.isnan(gender_true)
     correct = (gender_true == table["gender_pred"].to_numpy())[indices]
     prob = table["gender_prob"].to_numpy(float)
+    with np.errstate(invalid="ignore"):  # a resample without a known gender: NaN, left out
+        accuracies = (correct & known[indices]).sum(axis=1) / known[indices].sum(axis=1)
     samples = {
         "age_mae": np.abs(errors).mean(axis=1),
         "age_rmse": np.sqrt((errors**2).mean(axis=1)),
         "age_cs5": (np.abs(errors) <= CS_YEARS).mean(axis=1),
         "age_mean_error": errors.mean(axis=1),
-        "gender_accuracy": correct.mean(axis=1),
-        "gender_auc": np.array([roc_auc(gender_true[i], prob[i]) for i in indices]),
+        "gender_accuracy": accuracies,
+        "gender_auc": np.array(
+            [roc_auc(gender_true[i][known[i]], prob[i][known[i]]) for i in indices]
+        ),
     }
     point = metrics(table)
     tail = 100 * (1 - confidence) / 2

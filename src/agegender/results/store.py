@@ -1,7 +1,8 @@
 """The results folder, ``results/<profile>/<run>/``: its layout, how it is written, how it is read.
 
 One folder per run (a model of `agegender.models.specs`, an off-the-shelf peer or a baseline;
-a study's runs, `agegender.studies`, in ``results/<profile>/studies/<study>/<variant>/``)::
+a study's runs, `agegender.studies`, in ``results/<profile>/studies/<study>/<variant>/``; runs on
+sets from elsewhere, `agegender.external`, in ``results/<profile>/external/<set>/<run>/``)::
 
     history.csv       one row per epoch, no gaps, no repeats (trained models only)
     metrics.json      test metrics with bootstrap intervals, per group (`evaluation.summarize`)
@@ -33,6 +34,9 @@ from agegender.models.specs import model_names
 from agegender.provenance import git
 
 STUDIES = "studies"
+# Runs of trained models on sets from elsewhere: external/<set>/<run>/ (`agegender.external`),
+# without a history; their provenance has an entry of this name.
+EXTERNAL = "external"
 HISTORY, METRICS, PREDICTIONS, PROVENANCE = (
     "history.csv",
     "metrics.json",
@@ -165,7 +169,7 @@ def load(folder: Path) -> RunResults:
             what to run.
     """
     record = provenance_of(folder)
-    trained = record is None or not ({"peer", "baseline"} & set(record))
+    trained = record is None or not ({"peer", "baseline", EXTERNAL} & set(record))
     needed = (HISTORY, METRICS, PREDICTIONS, PROVENANCE) if trained else (METRICS, PREDICTIONS)
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
@@ -234,7 +238,8 @@ def _beside_models(profile: str, paths: Paths | None, kind: str) -> dict[str, Ru
     found = {}
     for candidate in sorted(folder.iterdir()):
         hidden = candidate.name.startswith(".")  # a folder being written
-        if hidden or not candidate.is_dir() or candidate.name in (*model_names(), STUDIES):
+        skipped = (*model_names(), STUDIES, EXTERNAL)
+        if hidden or not candidate.is_dir() or candidate.name in skipped:
             continue
         record = provenance_of(candidate)
         if record is None or kind in record:
