@@ -8,9 +8,10 @@ INSTALLED := $(VENV)/.installed
 PROFILE ?= auto
 # WEIGHTS=null runs the transfer models without ImageNet weights (offline); a path uses that file
 WEIGHTS ?=
-# peer: the off-the-shelf estimator the comparison chapter tests; bench: JAX, a second backend
+# peer: the off-the-shelf estimator the comparison chapter tests; predict: the face detector of
+# `agegender predict` and `evaluate` (the same packages); bench: JAX, a second backend
 # for `agegender bench` (both optional: EXTRAS=dev)
-EXTRAS ?= dev,peer,bench
+EXTRAS ?= dev,peer,predict,bench
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help

@@ -527,6 +527,8 @@ def photo_counts(table: pd.DataFrame, problems: list[dict], labelled: Labelled) 
         "no_face": len(no_face),
         "unreadable": len(problems) - len(no_face),
         "several_faces": int((faces > 1).sum()) if faces is not None else 0,
+        # the peer answers for a photo without a face found with the whole photo as the face
+        "whole_image": int((faces == 0).sum()) if faces is not None else 0,
         "bad_labels": len(labelled.bad),
         "unlabelled": len(labelled.unlabelled),
         "not_evaluated": problems,
@@ -540,12 +542,14 @@ def report(folder: Path) -> str:
     their intervals, and the same run's test-split numbers where they are here."""
     run = store.load(folder)
     counts, overall = run.metrics["photos"], run.metrics["overall"]
+    whole = counts.get("whole_image", 0)
     lines = [
         f"{folder}:",
         f"  {counts['labelled']} labelled photo(s): {counts['evaluated']} evaluated, "
         f"{counts['no_face']} without a face found, {counts['unreadable']} unreadable, "
-        f"{counts['several_faces']} with several faces (the largest taken); "
-        f"{counts['bad_labels']} bad label(s) skipped, {counts['unlabelled']} photo(s) unlabelled",
+        f"{counts['several_faces']} with several faces (the largest taken), "
+        + (f"{whole} answered on the whole photo (no face found), " if whole else "")
+        + f"{counts['bad_labels']} bad label(s) skipped, {counts['unlabelled']} unlabelled",
     ]
     intervals = run.metrics.get("confidence_intervals", {})
     for metric, label, digits in (

