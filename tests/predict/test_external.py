@@ -340,3 +340,31 @@ def test_the_peer_is_tested_on_the_same_photos_and_its_whole_photo_answers_are_c
     assert run.metrics["photos"]["unreadable"] == 1
     # neither run is taken for one of the profile's peers or baselines
     assert store.load_peers("mine", project) == {} and store.load_baselines("mine", project) == {}
+
+
+def test_the_runs_on_sets_are_tabled_beside_the_same_runs_on_the_test_split(
+    photo_set, tiny_model_file, red_squares, project
+):
+    from agegender.results import tables
+
+    folder, labels = photo_set
+    external.evaluate(
+        folder,
+        labels=labels,
+        model=Predictor(tiny_model_file, red_squares),
+        profile="mine",
+        skip_bad=True,
+        bootstrap_resamples=20,
+        paths=project,
+    )
+    runs = store.load_external("mine", project)
+    assert list(runs) == [("set", "tiny")]
+    table = tables.external_table(runs, {"tiny": runs[("set", "tiny")]})
+    row = table.loc[("set", "tiny")]
+    assert (row["photos"], row["evaluated"], row["no face found"], row["unreadable"]) == (
+        4,
+        2,
+        1,
+        1,
+    )
+    assert row["age MAE"] == row["test split age MAE"] and "±" in row["age MAE"]

@@ -247,6 +247,19 @@ def _beside_models(profile: str, paths: Paths | None, kind: str) -> dict[str, Ru
     return found
 
 
+def load_external(profile: str, paths: Paths | None = None) -> dict[tuple[str, str], RunResults]:
+    """The runs on sets from elsewhere of one profile (`agegender.external`), by (set, run), in
+    name order (none: an empty dict)."""
+    folder = (paths or Paths.default()).profile_results(profile) / EXTERNAL
+    found = {}
+    for record in sorted(folder.glob(f"*/**/{PROVENANCE}")):
+        run = record.parent
+        if not any(part.startswith(".") for part in run.relative_to(folder).parts):
+            name, *rest = run.relative_to(folder).parts
+            found[(name, "/".join(rest))] = load(run)
+    return found
+
+
 def load_study(profile: str, study: str, variants, paths: Paths | None = None) -> dict:
     """The finished runs of one study's variants, in the order given (absent ones left out)."""
     folder = (paths or Paths.default()).profile_results(profile) / STUDIES / study

@@ -276,6 +276,41 @@ def _untrained_parts(runs) -> list[str]:
     return parts
 
 
+def external_table(external: dict, in_domain: dict[str, RunResults]) -> pd.DataFrame:
+    """One row per run on a set from elsewhere (`store.load_external`): the set's photos and
+    what became of them, age MAE and gender accuracy with their 95 % intervals, and the same
+    run's on UTKFace's test split (`in_domain`, by run name) beside them."""
+    rows = []
+    for (name, run_name), run in external.items():
+        counts = run.metrics["photos"]
+        home = in_domain.get(run_name)
+        rows.append(
+            {
+                "set": name,
+                "run": run_name,
+                "photos": counts["labelled"],
+                "evaluated": counts["evaluated"],
+                "no face found": counts["no_face"] + counts.get("whole_image", 0),
+                "unreadable": counts["unreadable"],
+                "age MAE": _metric_cell(run, "age_mae", 2),
+                "gender accuracy": _metric_cell(run, "gender_accuracy", 3),
+                "test split age MAE": _metric_cell(home, "age_mae", 2) if home else None,
+                "test split gender accuracy": _metric_cell(home, "gender_accuracy", 3)
+                if home
+                else None,
+            }
+        )
+    return pd.DataFrame(rows).set_index(["set", "run"]) if rows else pd.DataFrame()
+
+
+def _metric_cell(run: RunResults, metric: str, digits: int) -> str | None:
+    ci = run.metrics.get("confidence_intervals", {}).get(metric)
+    if ci and ci.get("low") is not None:
+        return _with_interval(ci, digits)
+    value = run.metrics["overall"].get(metric)
+    return None if value is None else f"{value:.{digits}f}"
+
+
 def _with_interval(ci: dict, digits: int) -> str:
     """``value ± half-width`` of a 95 % interval, joined by no-break spaces so that a table cell
     never wraps (bootstrap intervals are nearly symmetric; the bounds are in metrics.json)."""
