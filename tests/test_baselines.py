@@ -1,13 +1,17 @@
 """The constant baseline: fitted on the training labels, tested on the models' test rows, read
 and tabled beside the models, and named in words when a model does not beat it."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from support import write_run
 
-from agegender import baselines
+from agegender import baselines, evaluation
 from agegender.data.dataset import prepare
+from agegender.errors import AgegenderError
+from agegender.files import rows_sha256
 from agegender.results import store, summary, tables
 from agegender.results.store import RunResults
 
@@ -73,3 +77,47 @@ def test_models_that_do_not_beat_the_baseline_are_named():
         "Every model beats it on both."
     )
     assert summary.baseline_sentence(runs, {}) == ""
+
+
+def test_published_baseline_results_are_not_replaced_unless_asked(data, project, monkeypatch):
+    import subprocess
+
+    folder = baselines.evaluate_on_utkface(data, profile="cpu", bootstrap_resamples=20)
+    before = (folder / "provenance.json").read_bytes()
+    for command in (["init", "-q"], ["add", "results"]):
+        subprocess.run(["git", *command], cwd=project.root, check=True, capture_output=True)
+    monkeypatch.delenv(store.OVERWRITE, raising=False)
+    with pytest.raises(AgegenderError, match="`agegender run cpu --only comparison`"):
+        baselines.evaluate_on_utkface(data, profile="cpu", bootstrap_resamples=20)
+    assert (folder / "provenance.json").read_bytes() == before
+    with store.replacing_published():  # what `agegender run` does
+        baselines.evaluate_on_utkface(data, profile="cpu", bootstrap_resamples=20)
+
+
+def test_the_comparison_gathers_every_run_tested_on_the_same_images(data, project):
+    from agegender import comparison
+
+    test = data.split.iloc[data.rows("test")]
+    for model, offset in (("custom_cnn", 0.0), ("vgg16_features", 1.0)):
+        folder = project.run_results("smoke", model)
+        write_run(folder, age_offset=offset)
+        tested = evaluation.predictions_table(
+            test["file"], test["age"], test["age"] + offset, test["gender"], test["gender"] * 0.8
+        )
+        tested.to_csv(folder / "predictions.csv", index=False)  # the split's test rows
+        record = json.loads((folder / "provenance.json").read_text())
+        rows = data.rows("test")
+        record["parameters"]["data"]["test"] = {
+            "images": len(rows),
+            "rows_sha256": rows_sha256(rows),
+        }
+        record["dataset_sha256"], record["split_sha256"] = "d" * 64, "s" * 64
+        (folder / "provenance.json").write_text(json.dumps(record))
+    compared = comparison.gather("smoke", evaluate_peer=False, data=data)
+    assert list(compared.models) == ["custom_cnn", "vgg16_features"]
+    assert list(compared.baselines) == ["baseline_constant"] and compared.peers == {}
+    assert compared.peer_missing == "`evaluate_peer` is off"
+    assert list(compared.all) == ["custom_cnn", "vgg16_features", "baseline_constant"]
+    record = compared.record()
+    assert record["parameters"]["evaluate_peer"] is False
+    assert record["dataset_sha256"] == "d" * 64  # the models' data

