@@ -195,10 +195,11 @@ class Predictor:
         if not found:
             return _problem_rows(photo.path, NO_FACE)
         pixels = np.stack(
-            [model_input(crop_face(photo.image, face).image, self.size) for face in found]
+            [
+                model_input(crop_face(photo.image, face).image, self.size, self.channels)
+                for face in found
+            ]
         )
-        if self.channels == 1:  # ITU-R 601 luma, as Pillow's "L" (the greyscale cache)
-            pixels = np.round(pixels @ np.array([0.299, 0.587, 0.114]))[..., None].astype(np.uint8)
         age, female = self.ask(pixels)
         table = pd.DataFrame(
             {

@@ -24,6 +24,8 @@ UTKFACE_SIZE = 200
 # What fills a crop where it reaches beyond the photo: mid grey, as for transparency
 # (`agegender.data.cache.BACKGROUND`).
 FILL = (128, 128, 128)
+# ITU-R 601 luma weights of R, G, B: what Pillow's "L" mode computes from RGB.
+LUMA = np.array([0.299, 0.587, 0.114])
 
 # The calibration, measured by `calibrate` on 1,000 training-split UTKFace crops (drawn with seed
 # 15) with `agegender.faces.detect.FaceDetector` (dlib's HOG detector and its five-point
@@ -151,13 +153,21 @@ def _cut(image: Image.Image, to_crop: np.ndarray, margin: float, size: int, how:
     return Crop(image=crop, corners=corners, angle=angle, how=how)
 
 
-def model_input(crop: Image.Image, size: int) -> np.ndarray:
-    """A 200 x 200 crop as the models' image cache gives it at `size` px (uint8, RGB).
+def model_input(crop: Image.Image, size: int, channels: int = 3) -> np.ndarray:
+    """A 200 x 200 crop as the models' image cache gives it at `size` px (uint8).
 
     `agegender.data.cache.load_image` decodes UTKFace's JPEGs at the smallest DCT scale (1/2,
     1/4, 1/8) that keeps at least `size` px, then area-averages to `size`; this shrinks by the
     same power of two first (a 2 x 2 mean is what a DCT scaling computes, nearly), then the same.
+
+    Args:
+        crop: the crop (any mode; it is made RGB).
+        size: the side the model takes.
+        channels: 3 for an RGB model, ``(size, size, 3)``; 1 for a greyscale one,
+            ``(size, size, 1)``: ITU-R 601 luma, as Pillow's ``"L"`` (the greyscale cache).
     """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3. Received: channels={channels!r}")
     factor = 1
     while factor < 8 and crop.width // (factor * 2) >= size:
         factor *= 2
@@ -165,7 +175,10 @@ def model_input(crop: Image.Image, size: int) -> np.ndarray:
         crop = crop.reduce(factor)
     if crop.size != (size, size):
         crop = crop.resize((size, size), Image.Resampling.BOX)
-    return np.asarray(crop.convert("RGB"), dtype=np.uint8)
+    pixels = np.asarray(crop.convert("RGB"), dtype=np.uint8)
+    if channels == 1:
+        return np.round(pixels @ LUMA)[..., None].astype(np.uint8)
+    return pixels
 
 
 def calibrate(crops, detector) -> dict:

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
 from agegender.faces.align import UTKFACE_SIZE, crop_face, model_input
+from agegender.faces.detect import Face
 
 SCALES = (0.6, 1.5)
 ANGLE = 15.0
@@ -196,6 +198,32 @@ def detection_check(made: list[Canvas], detect) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class Found:
+    """A canvas made from one UTKFace crop, and the face a detector found of it.
+
+    Attributes:
+        file: the crop's file.
+        canvas: the photo it was pasted into (`compose`).
+        face: the detected face whose box is of the pasted one (`is_of`), or None.
+    """
+
+    file: Path
+    canvas: Canvas
+    face: Face | None
+
+
+def find_faces(files, detector, seed: int = 15) -> list[Found]:
+    """One canvas per file (`canvases`), and the face `detector` finds of it (the largest box
+    that is of the pasted face; None where none is)."""
+    found = []
+    for file, canvas in zip(files, canvases(files, seed), strict=True):
+        truth = canvas.face_boxes()[0]
+        faces = [face for face in detector(np.asarray(canvas.image)) if is_of(face.box, truth)]
+        found.append(Found(Path(file), canvas, faces[0] if faces else None))
+    return found
+
+
 def _predict(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out = model.predict(images, batch_size=64, verbose=0)
     if isinstance(out, dict):
@@ -204,10 +232,10 @@ def _predict(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ravel(out[names.index("age")]), np.ravel(out[names.index("gender")])
 
 
-def image_size(model) -> int:
-    """The side of the images a model takes, from its input shape."""
+def input_shape(model) -> tuple[int, int]:
+    """The side and the channels (3: RGB, 1: greyscale) of the images a model takes."""
     shape = model.inputs[0].shape
-    return int(shape[1])
+    return int(shape[1]), int(shape[-1])
 
 
 def crop_geometry(files, labels: pd.DataFrame, detector, model, *, seed: int = 15) -> dict:
@@ -218,8 +246,18 @@ def crop_geometry(files, labels: pd.DataFrame, detector, model, *, seed: int = 1
         files: UTKFace crop files (e.g. 300 test-split ones).
         labels: their rows of the split (``age``, ``gender``), in the same order.
         detector: an `agegender.faces.detect.FaceDetector`.
-        model: a trained model (outputs ``age``, ``gender``); its input size is used.
+        model: a trained model (outputs ``age``, ``gender``); its input size and channels are
+            used.
         seed: the canvases' seed.
+
+    Returns:
+        See `geometry_of`.
+    """
+    return geometry_of(find_faces(files, detector, seed), labels, model)
+
+
+def geometry_of(found: list[Found], labels: pd.DataFrame, model) -> dict:
+    """`crop_geometry` of faces already found (`find_faces`), `labels` in the same order.
 
     Returns:
         ``faces``, ``found`` (share where the face was found), and over the found ones:
@@ -232,23 +270,21 @@ def crop_geometry(files, labels: pd.DataFrame, detector, model, *, seed: int = 1
         and the age MAE and gender accuracy of both against the labels. Also the table
         (``rows``).
     """
-    size = image_size(model)
-    made = canvases(files, seed)
+    size, channels = input_shape(model)
     rows, originals, recovered = [], [], []
-    for file, canvas, (_, label) in zip(files, made, labels.iterrows(), strict=True):
-        truth = canvas.face_boxes()[0]
-        faces = [face for face in detector(np.asarray(canvas.image)) if is_of(face.box, truth)]
-        if not faces:
-            rows.append({"file": str(file), "found": False})
+    for item, (_, label) in zip(found, labels.iterrows(), strict=True):
+        if item.face is None:
+            rows.append({"file": str(item.file), "found": False})
             continue
-        crop = crop_face(canvas.image, faces[0])
-        with Image.open(file) as original:
-            originals.append(model_input(original.convert("RGB"), size))
-        recovered.append(model_input(crop.image, size))
+        canvas = item.canvas
+        crop = crop_face(canvas.image, item.face)
+        with Image.open(item.file) as original:
+            originals.append(model_input(original.convert("RGB"), size, channels))
+        recovered.append(model_input(crop.image, size, channels))
         true_angle = _angle(canvas.corners[0])
         rows.append(
             {
-                "file": str(file),
+                "file": str(item.file),
                 "found": True,
                 "how": crop.how,
                 "crop_iou": polygon_iou(crop.corners, canvas.corners[0]),
@@ -262,7 +298,7 @@ def crop_geometry(files, labels: pd.DataFrame, detector, model, *, seed: int = 1
                 "gender": label["gender"],
             }
         )
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["file", "found"] if not rows else None)
     if recovered:
         used = table.index[table["found"]]
         table.loc[used, "age_original"], table.loc[used, "female_original"] = _predict(
@@ -271,11 +307,11 @@ def crop_geometry(files, labels: pd.DataFrame, detector, model, *, seed: int = 1
         table.loc[used, "age_recovered"], table.loc[used, "female_recovered"] = _predict(
             model, np.stack(recovered)
         )
-    found = table[table["found"]]
+    found = table[table["found"].astype(bool)]
     ious = found["crop_iou"].to_numpy() if len(found) else np.array([np.nan])
     return {
         "faces": len(table),
-        "found": float(table["found"].mean()),
+        "found": float(table["found"].mean()) if len(table) else float("nan"),
         "by": found["how"].value_counts().to_dict() if len(found) else {},
         "crop_iou": {
             "mean": float(np.mean(ious)),
@@ -306,34 +342,41 @@ def margin_check(
     files, labels: pd.DataFrame, detector, model, *, margins=MARGINS, seed: int = 15
 ) -> pd.DataFrame:
     """A model's age MAE and gender accuracy against the crop's margin (1: UTKFace's framing),
-    on faces found in canvases made from `files` (as `crop_geometry`); one row per margin, with
-    ``faces`` (how many were found and used)."""
-    size = image_size(model)
-    made = canvases(files, seed)
-    found = []
-    for canvas, (_, label) in zip(made, labels.iterrows(), strict=True):
-        truth = canvas.face_boxes()[0]
-        faces = [face for face in detector(np.asarray(canvas.image)) if is_of(face.box, truth)]
-        if faces:
-            found.append((canvas, faces[0], label))
-    ages = np.array([label["age"] for _, _, label in found], float)
-    genders = np.array([label["gender"] for _, _, label in found])
+    on faces found in canvases made from `files` (as `crop_geometry`); see `margins_of`."""
+    return margins_of(find_faces(files, detector, seed), labels, model, margins=margins)
+
+
+def margins_of(found: list[Found], labels: pd.DataFrame, model, *, margins=MARGINS) -> pd.DataFrame:
+    """`margin_check` of faces already found (`find_faces`), `labels` in the same order: one row
+    per margin, with ``faces`` (how many were found and used; metrics are NaN where none
+    was)."""
+    size, channels = input_shape(model)
+    used = [
+        (item, label)
+        for item, (_, label) in zip(found, labels.iterrows(), strict=True)
+        if item.face is not None
+    ]
+    ages = np.array([label["age"] for _, label in used], float)
+    genders = np.array([label["gender"] for _, label in used])
     rows = []
     for margin in margins:
-        pixels = np.stack(
-            [
-                model_input(crop_face(canvas.image, face, margin=margin).image, size)
-                for canvas, face, _ in found
-            ]
-        )
-        age, female = _predict(model, pixels)
+        age_mae = accuracy = float("nan")
+        if used:
+            pixels = np.stack(
+                [
+                    model_input(
+                        crop_face(item.canvas.image, item.face, margin=margin).image,
+                        size,
+                        channels,
+                    )
+                    for item, _ in used
+                ]
+            )
+            age, female = _predict(model, pixels)
+            age_mae = float(np.mean(np.abs(age - ages)))
+            accuracy = float(np.mean((female >= 0.5) == (genders == 1)))
         rows.append(
-            {
-                "margin": margin,
-                "faces": len(found),
-                "age_mae": float(np.mean(np.abs(age - ages))),
-                "gender_accuracy": float(np.mean((female >= 0.5) == (genders == 1))),
-            }
+            {"margin": margin, "faces": len(used), "age_mae": age_mae, "gender_accuracy": accuracy}
         )
     return pd.DataFrame(rows)
 
