@@ -470,3 +470,91 @@ def data_size_curve(table: pd.DataFrame | str, final: dict | None = None) -> Fig
         figure.legend(*axes[0].get_legend_handles_labels(), loc="lower center", frameon=False)
         figure.tight_layout(rect=(0, 0.65 / figure.get_figheight(), 1, 1))
     return figure
+
+
+def group_photo(image, message: str = "") -> Figure:
+    """A photo with the faces found in it drawn on (`agegender.predict.draw_faces`); where there
+    is no photo (None), a figure saying `message`."""
+    if image is None:
+        return message_figure(message or "No group photo to show.")
+    width, height = image.size
+    figure, ax = plt.subplots(figsize=(9, 9 * height / width + 0.1))
+    ax.imshow(image)
+    ax.axis("off")
+    figure.tight_layout(pad=0.1)
+    return figure
+
+
+def crop_comparison(rows: pd.DataFrame | None, message: str = "") -> Figure:
+    """The crops cut out of photos against the original crops, one row per face of
+    `agegender.using`'s predictions (``found``, ``crop_iou``, ``age_original``,
+    ``age_recovered``, ``female_original``, ``female_recovered``): the IoU of their regions
+    (above), and the model's age on the recovered crop against its age on the original (below),
+    marked where its gender answers differ. Where there are no rows (None) or no face was found,
+    a figure saying `message`."""
+    if rows is None or "crop_iou" not in rows:
+        return message_figure(message or "No face was found: nothing to compare.")
+    found = rows[rows["found"].astype(bool)]
+    if found.empty:
+        return message_figure(message or "No face was found: nothing to compare.")
+    with plt.rc_context(LEGIBLE):
+        figure, (overlap, ages) = plt.subplots(2, 1, figsize=(7, 8.6), height_ratios=(1, 1.4))
+        low = min(0.5, np.floor(found["crop_iou"].min() * 20) / 20)  # from 0.5, or lower
+        bins = np.linspace(low, 1, round((1 - low) / 0.0125) + 1)
+        overlap.hist(found["crop_iou"], bins=bins, color="tab:blue")
+        median = float(found["crop_iou"].median())
+        overlap.axvline(median, color="black", linestyle="--", label=f"median {median:.3f}")
+        overlap.set(xlabel="IoU of the recovered crop with the original", ylabel="faces")
+        overlap.yaxis.set_major_locator(MaxNLocator(integer=True))
+        overlap.legend(loc="upper left")
+        differ = (found["female_original"] >= 0.5) != (found["female_recovered"] >= 0.5)
+        for subset, label, style in (
+            (found[~differ], "same gender answer", {"color": "tab:blue", "marker": "o"}),
+            (found[differ], "gender answer differs", {"color": "tab:red", "marker": "x"}),
+        ):
+            ages.scatter(
+                subset["age_original"],
+                subset["age_recovered"],
+                s=18,
+                alpha=0.6,
+                label=label,
+                **style,
+            )
+        values = pd.concat([found["age_original"], found["age_recovered"]])
+        low, high = min(0.0, float(values.min()) - 2), float(values.max()) + 2
+        ages.plot([low, high], [low, high], color="black", linewidth=1, label="the same age")
+        ages.set(
+            xlim=(low, high),
+            ylim=(low, high),
+            xlabel="age on the original crop (years)",
+            ylabel="age on the recovered crop (years)",
+        )
+        ages.legend(loc="upper left")
+        figure.tight_layout()
+    return figure
+
+
+def margin_curve(
+    table: pd.DataFrame | None, reference: dict | None = None, message: str = ""
+) -> Figure:
+    """Age MAE (above) and gender accuracy (below) against the crop's margin (1: UTKFace's
+    framing, dotted), from `agegender.faces.synthetic.margins_of`; `reference` (``age_mae``,
+    ``gender_accuracy``) adds the same faces' original crops as a dashed line. Where there is no
+    table (None), a figure saying `message`."""
+    if table is None or table.empty:
+        return message_figure(message or "No margin was tried.")
+    with plt.rc_context(LEGIBLE):
+        figure, axes = plt.subplots(2, 1, figsize=(7, 7.4), sharex=True)
+        for ax, (column, label) in zip(axes, CURVES, strict=True):
+            ax.plot(table["margin"], table[column], marker="o", label="recovered crops")
+            if reference is not None and reference.get(column) is not None:
+                ax.axhline(reference[column], color="grey", linestyle="--", label="original crops")
+            ax.axvline(1.0, color="black", linestyle=":", linewidth=1.5)
+            ax.set(ylabel=label)
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
+        axes[1].set(xlabel="margin (crop side / UTKFace's)")
+        axes[1].set_xticks(table["margin"].tolist())
+        axes[1].xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+        axes[0].legend(loc="best")
+        figure.tight_layout()
+    return figure

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from agegender.checks import check_non_negative_int, check_positive_int
+from agegender.checks import check_choice, check_non_negative_int, check_positive_int
 from agegender.config import project_root
 from agegender.errors import AgegenderError
 
@@ -228,10 +228,20 @@ def _resolve_step(
 
 
 # Parameters that the chapters other than the model chapters take, and their ranges.
+def check_model_name(**values) -> None:
+    """Refuse a name that is not one of the models' (`agegender.models.specs.model_names`)."""
+    from agegender.models.specs import model_names
+
+    check_choice(choices=model_names(), **values)
+
+
 CHAPTER_CHECKS = {
     "seed": check_non_negative_int,
     "faces_per_band": check_positive_int,
     "conflict_pairs": check_non_negative_int,
+    "model": check_model_name,
+    "geometry_faces": check_positive_int,
+    "group_faces": check_positive_int,
 }
 
 
