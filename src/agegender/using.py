@@ -80,8 +80,12 @@ def missing(paths: Paths, profile: str, model: str, detector=None) -> str | None
         return f"No face detector here: {reason}."
     try:
         model_file(paths, profile, model)
-    except AgegenderError as error:
-        return f"No `{model}` model has been trained under the `{profile}` profile. {error}"
+    except AgegenderError:
+        return (
+            f"No `{model}` model has been trained under the `{profile}` profile here (none in "
+            f"`data/work/{profile}/{model}/`): `agegender run {profile} --only {model}` trains "
+            "one."
+        )
     return None
 
 
@@ -123,9 +127,9 @@ def _detector_record(detector) -> dict:
         "detector": "agegender.faces.detect.FaceDetector (dlib HOG, five-point landmarks)",
         "versions": provenance.versions(("dlib-bin", "dlib")),
         "landmark_file_sha256": file_sha256(landmarks) if landmarks else None,
-        "detect_side": detect.DETECT_SIDE,
-        "upsample_below": detect.UPSAMPLE_BELOW,
-        "turns": list(detect.TURNS),
+        "detect_side": detector.detect_side,
+        "upsample_below": detector.upsample_below,
+        "turns": list(detector.turns),
     }
 
 
