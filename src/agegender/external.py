@@ -443,23 +443,11 @@ def _evaluate_model(
 def model_answers(predictor: Predictor, labels: pd.DataFrame, aligned: bool, progress=None):
     """The predictions table of `predictor`'s model on labelled photos (the largest face of
     each), the photos it could not answer for (``file``, ``problem``), and the seconds taken."""
-    from agegender.faces.align import crop_face, model_input
-
     started = time.perf_counter()
     rows, pixels, problems = [], [], []
     for done, row in enumerate(labels.itertuples(), start=1):
         try:
-            if aligned:
-                image, box, faces = _as_crop(row.path, predictor), None, 1
-            else:
-                photo = open_photo(row.path)
-                found = predictor.detector(np.asarray(photo.image))
-                if not found:
-                    raise AgegenderError(NO_FACE)
-                crop = crop_face(photo.image, found[0]).image
-                image = model_input(crop, predictor.size)
-                box = tuple(round(v * photo.scale) for v in found[0].box)
-                faces = len(found)
+            image, box, faces = _model_input(predictor, row.path, aligned)
         except AgegenderError as error:
             problems.append({"file": row.file, "problem": str(error).removeprefix(f"{row.path}: ")})
         else:
@@ -476,24 +464,34 @@ def model_answers(predictor: Predictor, labels: pd.DataFrame, aligned: bool, pro
         if progress is not None:
             progress(done, len(labels))
     answered = pd.DataFrame(rows, columns=["file", "age", "gender", "box", "faces_in_photo"])
-    ages, females = [], []
-    for start in range(0, len(pixels), BATCH):
-        batch = np.stack(pixels[start : start + BATCH])
-        if predictor.channels == 1 and batch.ndim == 4 and batch.shape[-1] == 3:
-            batch = np.round(batch @ np.array([0.299, 0.587, 0.114]))[..., None].astype(np.uint8)
-        age, female = predictor.ask(batch)
-        ages.append(age)
-        females.append(female)
+    answers = [predictor.ask(np.stack(pixels[i : i + BATCH])) for i in range(0, len(pixels), BATCH)]
+    ages, females = [np.concatenate(a) for a in zip(*answers, strict=True)] if answers else ([], [])
     table = evaluation.predictions_table(
         answered["file"],
         answered["age"],
-        np.concatenate(ages) if ages else [],
+        ages,
         answered["gender"],
-        np.concatenate(females) if females else [],
+        females,
     )
     table["box"] = answered["box"]
     table["faces_in_photo"] = answered["faces_in_photo"]
     return table, problems, time.perf_counter() - started
+
+
+def _model_input(predictor: Predictor, path: Path, aligned: bool):
+    """A photo's input to the model (its largest face, or the photo itself when `aligned`),
+    the face's box (None when aligned) and how many faces the photo has.
+
+    Raises:
+        AgegenderError: the photo cannot be read, or has no face found (`NO_FACE`).
+    """
+    if aligned:
+        return _as_crop(path, predictor), None, 1
+    photo = open_photo(path)
+    found, pixels = predictor.inputs(photo)
+    if not found:
+        raise AgegenderError(NO_FACE)
+    return pixels[0], photo.box(found[0]), len(found)
 
 
 def _as_crop(path: Path, predictor: Predictor) -> np.ndarray:

@@ -55,6 +55,10 @@ class Photo:
     image: Image.Image
     scale: float
 
+    def box(self, face) -> tuple[int, ...]:
+        """A found face's box, ``x, y, w, h``, in the photo's own pixels."""
+        return tuple(round(v * self.scale) for v in face.box)
+
 
 def open_photo(path: Path) -> Photo:
     """Decode a photo upright (EXIF orientation) as RGB, at most about `DECODE_SIDE` px.
@@ -185,27 +189,33 @@ class Predictor:
     def name(self) -> str:
         return str(self.model_file) if self.model_file else self.model.name
 
+    def inputs(self, photo: Photo) -> tuple[list, np.ndarray]:
+        """The faces found in a photo (largest first) and their crops as the model takes them
+        (cut as UTKFace's were, `agegender.faces.align`); none: an empty list and array."""
+        from agegender.faces.align import crop_face, model_input
+
+        found = self.detector(np.asarray(photo.image))
+        crops = [
+            model_input(crop_face(photo.image, face).image, self.size, self.channels)
+            for face in found
+        ]
+        return found, np.stack(crops) if crops else np.empty(
+            (0, self.size, self.size, self.channels), np.uint8
+        )
+
     def faces(self, photo: Photo) -> pd.DataFrame:
         """The table rows (see the module's docstring) of one decoded photo."""
         import keras
 
-        from agegender.faces.align import crop_face, model_input
-
-        found = self.detector(np.asarray(photo.image))
+        found, pixels = self.inputs(photo)
         if not found:
             return _problem_rows(photo.path, NO_FACE)
-        pixels = np.stack(
-            [
-                model_input(crop_face(photo.image, face).image, self.size, self.channels)
-                for face in found
-            ]
-        )
         age, female = self.ask(pixels)
         table = pd.DataFrame(
             {
                 "file": str(photo.path),
                 "face": pd.array(range(len(found)), dtype="Int64"),
-                "box": [tuple(round(v * photo.scale) for v in face.box) for face in found],
+                "box": [photo.box(face) for face in found],
                 "age": age.astype(float).round(1),
                 "female_probability": female.astype(float).round(3),
                 "gender": np.where(female >= 0.5, "female", "male"),
