@@ -63,12 +63,27 @@ def test_sync_puts_the_set_up_cell_first_once_and_follows_the_setting(tmp_path):
     assert '"https://github.com/me/book"' not in cells[1].source
 
 
+def test_a_chapter_installs_the_extras_its_metadata_names(tmp_path):
+    notebook = _notebook(tmp_path / "ch.ipynb")
+    repo = _config(tmp_path, "repository:\n  url: https://github.com/me/book\n")
+    assert launch.chapter_extras(notebook) == ("kaggle",)
+    content = nbformat.read(notebook, as_version=4)
+    content.metadata["agegender"] = {"extras": ["predict", "kaggle"]}
+    nbformat.write(content, notebook)
+    assert launch.chapter_extras(notebook) == ("kaggle", "predict")
+    launch.sync_setup_cells([notebook], repo)
+    cell = nbformat.read(notebook, as_version=4).cells[1]
+    assert 'f"./{checkout}[kaggle,predict]"' in cell.source
+
+
 def test_committed_chapters_carry_the_set_up_cell_of_the_configured_repository():
     repo = launch.repository(REPO)
     for chapter in runner.chapters(REPO):
         cells = nbformat.read(chapter, as_version=4).cells
         first_code = next(c for c in cells if c.cell_type == "code")
-        expected = launch.setup_cell_source(repo, launch.cpu_notice(chapter))
+        expected = launch.setup_cell_source(
+            repo, launch.cpu_notice(chapter), launch.chapter_extras(chapter)
+        )
         assert first_code.source == expected, f"{chapter.name}: run `agegender build` to sync"
 
 

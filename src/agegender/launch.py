@@ -37,10 +37,13 @@ if importlib.util.find_spec("agegender") is None:
     if not os.path.isdir(checkout):
         clone = ["git", "clone", "--depth=1", f"--branch={branch}", repository, checkout]
         subprocess.run(clone, check=True)
-    install = [sys.executable, "-m", "pip", "install", "--quiet", "-e", f"./{checkout}[kaggle]"]
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "-e", f"./{checkout}[$extras]"]
     subprocess.run(install, check=True)
     sys.path.insert(0, os.path.abspath(f"{checkout}/src"))
     importlib.invalidate_caches()""")
+# The extras every chapter's set-up cell installs; a chapter that needs more names them in its
+# notebook metadata: ``"agegender": {"extras": ["predict"]}``.
+SETUP_EXTRAS = ("kaggle",)
 # Added to the set-up cell of a chapter whose defaults (the gpu profile's) take hours on a CPU.
 CPU_NOTICE = string.Template("""
 
@@ -97,15 +100,28 @@ def repository(root: Path | None = None) -> Repository:
     )
 
 
-def setup_cell_source(repo: Repository, notice: str = "") -> str:
-    """The hidden first code cell of every chapter, printing `notice` (`cpu_notice`) when it runs
-    on Colab or Kaggle without a GPU."""
-    source = SETUP_CELL.substitute(url=repo.url, branch=repo.branch, checkout=CHECKOUT)
+def setup_cell_source(repo: Repository, notice: str = "", extras=SETUP_EXTRAS) -> str:
+    """The hidden first code cell of every chapter, installing the package with `extras`
+    (`chapter_extras`) and printing `notice` (`cpu_notice`) when it runs on Colab or Kaggle
+    without a GPU."""
+    source = SETUP_CELL.substitute(
+        url=repo.url, branch=repo.branch, checkout=CHECKOUT, extras=",".join(extras)
+    )
     if not notice:
         return source
     source = source.replace("import os\n", "import os\nimport shutil\n", 1)
     text = "\n".join(f"        {_string_source(line + chr(10))}" for line in notice.split("\n"))
     return source + CPU_NOTICE.substitute(notice=text)
+
+
+def chapter_extras(notebook: Path) -> tuple[str, ...]:
+    """The extras a chapter's set-up cell installs: `SETUP_EXTRAS` and those its metadata names
+    (``"agegender": {"extras": [...]}``)."""
+    import json
+
+    metadata = json.loads(Path(notebook).read_text()).get("metadata", {})
+    named = metadata.get("agegender", {}).get("extras", [])
+    return (*SETUP_EXTRAS, *(extra for extra in named if extra not in SETUP_EXTRAS))
 
 
 def cpu_notice(notebook: Path) -> str:
@@ -180,7 +196,7 @@ def sync_setup_cells(notebooks: list[Path], repo: Repository) -> list[Path]:
         before = nbformat.writes(notebook)
         found = [c for c in notebook.cells if SETUP_TAG in c.metadata.get("tags", [])]
         cell = found[0] if found else nbformat.v4.new_code_cell()
-        cell.source = setup_cell_source(repo, cpu_notice(path))
+        cell.source = setup_cell_source(repo, cpu_notice(path), chapter_extras(path))
         cell.metadata["tags"] = ["remove-cell", SETUP_TAG]
         cells = [c for c in notebook.cells if SETUP_TAG not in c.metadata.get("tags", [])]
         first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
