@@ -548,7 +548,9 @@ def margin_curve(
         for ax, (column, label) in zip(axes, CURVES, strict=True):
             ax.plot(table["margin"], table[column], marker="o", label="recovered crops")
             if reference is not None and reference.get(column) is not None:
-                ax.axhline(reference[column], color="grey", linestyle="--", label="original crops")
+                ends = [table["margin"].min(), table["margin"].max()]  # in the axis's range
+                value = reference[column]
+                ax.plot(ends, [value, value], color="grey", linestyle="--", label="original crops")
             ax.axvline(1.0, color="black", linestyle=":", linewidth=1.5)
             ax.set(ylabel=label)
             ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
