@@ -37,8 +37,8 @@ if importlib.util.find_spec("agegender") is None:
     if not os.path.isdir(checkout):
         clone = ["git", "clone", "--depth=1", f"--branch={branch}", repository, checkout]
         subprocess.run(clone, check=True)
-    install = [sys.executable, "-m", "pip", "install", "--quiet", "-e", f"./{checkout}[$extras]"]
-    subprocess.run(install, check=True)
+    package = f"./{checkout}[$extras]"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", package], check=True)
     sys.path.insert(0, os.path.abspath(f"{checkout}/src"))
     importlib.invalidate_caches()""")
 # The extras every chapter's set-up cell installs; a chapter that needs more names them in its

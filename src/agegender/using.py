@@ -27,7 +27,6 @@ tables needs neither Keras nor dlib.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -310,23 +309,7 @@ def load(folder: Path) -> RunResults:
     record = store.provenance_of(folder)
     if record is None or NAME not in record:
         raise AgegenderError(f"{folder} holds no complete {NAME} run: run its chapter first.")
-    mixed = [
-        name
-        for name, digest in record.get(store.FILES, {}).items()
-        if file_sha256(folder / name) != digest
-    ]
-    if mixed:
-        raise AgegenderError(
-            f"{folder}: {mixed} do not belong with its {store.PROVENANCE} (they come from another "
-            "run or were edited): run its chapter again."
-        )
-    return RunResults(
-        name=folder.name,
-        history=None,
-        metrics=json.loads((folder / store.METRICS).read_text()),
-        predictions=pd.read_csv(folder / store.PREDICTIONS),
-        provenance=record,
-    )
+    return store.load(folder)
 
 
 def chapter_run(

@@ -95,6 +95,10 @@ def write_run(
 
 # What replaces the runs that the comparison chapter writes (the baseline's and the peer's).
 COMPARISON_COMMAND = "agegender run {} --only comparison"
+# The entries of a provenance that mark a run with no training history: an off-the-shelf peer's,
+# a baseline's, a trained model's on a set from elsewhere, the crop geometry measured with one
+# (`agegender.using`).
+WITHOUT_HISTORY = ("peer", "baseline", EXTERNAL, "crop_geometry")
 # Set to 1 to replace a published run's results (`agegender run` and `agegender study` set it).
 OVERWRITE = "AGEGENDER_OVERWRITE"
 
@@ -177,7 +181,7 @@ def load(folder: Path) -> RunResults:
             what to run.
     """
     record = provenance_of(folder)
-    trained = record is None or not ({"peer", "baseline", EXTERNAL} & set(record))
+    trained = record is None or not (set(WITHOUT_HISTORY) & set(record))
     needed = (HISTORY, METRICS, PREDICTIONS, PROVENANCE) if trained else (METRICS, PREDICTIONS)
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
