@@ -50,7 +50,7 @@ from agegender.errors import AgegenderError
 from agegender.files import file_sha256
 from agegender.predict import IMAGE_SUFFIXES, NO_FACE, Predictor, open_photo
 from agegender.results import store
-from agegender.results.store import EXTERNAL, OVERWRITE
+from agegender.results.store import EXTERNAL, OVERWRITE, RunResults
 
 GENDER_WORDS = {"0": 0, "1": 1, "m": 0, "f": 1, "male": 0, "female": 1, "man": 0, "woman": 1}
 SHOWN_PROBLEMS = 10  # bad labels listed in an error (all are counted)
@@ -615,17 +615,90 @@ def report(folder: Path) -> str:
             else ""
         )
         lines.append(f"  {label}: {value:.{digits}f}{span}")
-    in_domain = _in_domain(folder)
-    if in_domain:
-        lines.append(f"  on UTKFace's test split: {in_domain}")
+    home = test_split_run(folder.parents[2], folder.name)
+    if home is not None:
+        at_home = home.metrics["overall"]
+        lines.append(
+            f"  on UTKFace's test split: age MAE {at_home['age_mae']:.2f}, "
+            f"gender accuracy {at_home['gender_accuracy']:.3f}"
+        )
     return "\n".join(lines)
 
 
-def _in_domain(folder: Path) -> str | None:
-    """The same run's test-split age MAE and gender accuracy, where its results are here."""
-    profile_folder = folder.parents[2]
-    test = profile_folder / folder.name
-    if store.provenance_of(test) is None:
-        return None
-    overall = store.load(test).metrics["overall"]
-    return f"age MAE {overall['age_mae']:.2f}, gender accuracy {overall['gender_accuracy']:.3f}"
+def test_split_run(profile_results: Path, run: str) -> RunResults | None:
+    """The run's results on UTKFace's test split, where they are here."""
+    folder = profile_results / run
+    return store.load(folder) if store.provenance_of(folder) is not None else None
+
+
+def check_chapter_parameters(**values) -> None:
+    """Check the chapter parameters that name a set (`agegender.runner.CHAPTER_CHECKS`):
+    ``external_set`` (a folder or archive that exists), ``external_labels`` (a file that exists)
+    and ``external_name_pattern`` (compiles, with an ``age`` group); None is none.
+
+    Raises:
+        AgegenderError: saying which value is wrong and why.
+    """
+    source, labels = values.get("external_set"), values.get("external_labels")
+    if source is not None and not Path(source).exists():
+        raise AgegenderError(f"external_set: no such folder or archive {source}.")
+    if labels is not None and not Path(labels).is_file():
+        raise AgegenderError(f"external_labels: no such file {labels}.")
+    if values.get("external_name_pattern") is not None:
+        name_regex(values["external_name_pattern"])
+
+
+def chapter_evaluate(
+    profile: str,
+    model: str,
+    source: str | None,
+    labels: str | None = None,
+    name_pattern: str | None = None,
+    paths: Paths | None = None,
+) -> list[Path]:
+    """The chapter's run on the set it names, if it names one: the profile's `model` (its run)
+    and, where it is installed, the peer; their results replace those of an earlier run on the
+    same set."""
+    from agegender.peer import available
+
+    if source is None:
+        return []
+    paths = paths or Paths.default()
+    return evaluate(
+        source,
+        labels=labels,
+        name_pattern=name_pattern,
+        model=paths.run_results(profile, model),
+        profile=profile,
+        peer=available() is None,
+        paths=paths,
+    )
+
+
+def chapter_view(profile: str, paths: Paths | None = None):
+    """The runs on sets from elsewhere of a profile beside the same runs on the test split
+    (`tables.external_table`), or, where there are none, how to make one."""
+    from agegender.results import summary, tables
+
+    runs = store.load_external(profile, paths)
+    if not runs:
+        return summary.MarkdownText(
+            f"No set from elsewhere was evaluated under the `{profile}` profile. To test the "
+            "model on faces of your own, give the chapter the set and its labels, e.g. "
+            f"`agegender run {profile} --only 08_using_a_model -p external_set=my_faces/ -p "
+            "external_labels=my_faces.csv` (a CSV file with the columns `file`, `age` and "
+            "optionally `gender`), or `-p external_name_pattern='^(?P<age>\\d+)_'` where the "
+            "file names hold the labels; or run `agegender evaluate my_faces/ --labels "
+            "my_faces.csv --peer`, whose results this section then shows."
+        )
+    profile_results = (paths or Paths.default()).profile_results(profile)
+    in_domain = {run: test_split_run(profile_results, run) for _, run in runs}
+    in_domain = {run: results for run, results in in_domain.items() if results is not None}
+    return tables.styled(
+        tables.external_table(runs, in_domain),
+        "Each run on a set from elsewhere beside the same run on UTKFace's test split: the "
+        "photos of the set, how many were evaluated (the largest face of each), how many had no "
+        "face found or could not be read, and age MAE and gender accuracy ± the half-width of "
+        "their 95% bootstrap intervals",
+        "external",
+    )

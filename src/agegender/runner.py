@@ -28,6 +28,7 @@ import yaml
 from agegender.checks import check_choice, check_non_negative_int, check_positive_int
 from agegender.config import project_root
 from agegender.errors import AgegenderError
+from agegender.external import check_chapter_parameters
 
 TYPES = {"int": (int,), "float": (float, int), "str": (str,), "bool": (bool,)}
 
@@ -242,6 +243,9 @@ CHAPTER_CHECKS = {
     "model": check_model_name,
     "geometry_faces": check_positive_int,
     "group_faces": check_positive_int,
+    **dict.fromkeys(
+        ("external_set", "external_labels", "external_name_pattern"), check_chapter_parameters
+    ),
 }
 
 

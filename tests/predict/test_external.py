@@ -368,3 +368,46 @@ def test_the_runs_on_sets_are_tabled_beside_the_same_runs_on_the_test_split(
         1,
     )
     assert row["age MAE"] == row["test split age MAE"] and "±" in row["age MAE"]
+
+
+# --- the chapter's set ----------------------------------------------------------------------
+
+
+def test_the_chapter_says_how_to_evaluate_a_set_until_there_is_one(
+    photo_set, tiny_model_file, red_squares, project
+):
+    from pandas.io.formats.style import Styler
+
+    note = external.chapter_view("mine", project)
+    assert "agegender run mine --only 08_using_a_model -p external_set=" in note
+    assert "agegender evaluate" in note
+    assert external.chapter_evaluate("mine", "custom_cnn", None, paths=project) == []
+
+    folder, labels = photo_set
+    external.evaluate(
+        folder,
+        labels=labels,
+        model=Predictor(tiny_model_file, red_squares),
+        profile="mine",
+        skip_bad=True,
+        bootstrap_resamples=20,
+        paths=project,
+    )
+    view = external.chapter_view("mine", project)
+    assert isinstance(view, Styler) and "tiny" in view.to_html()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"external_set": "/no/such/set"}, "external_set: no such folder"),
+        ({"external_labels": "/no/such.csv"}, "external_labels: no such file"),
+        ({"external_name_pattern": r"(\d+)"}, "no group named age"),
+    ],
+)
+def test_the_chapters_set_parameters_are_refused_before_any_chapter_runs(values, message):
+    from agegender import runner
+
+    with pytest.raises(AgegenderError, match=message):
+        runner.plan("smoke", overrides=values, only=["08_using_a_model"])
+    external.check_chapter_parameters(external_set=None, external_name_pattern=r"(?P<age>\d+)")
