@@ -702,3 +702,29 @@ def chapter_view(profile: str, paths: Paths | None = None):
         "their 95% bootstrap intervals",
         "external",
     )
+
+
+def chapter_sentence(profile: str, paths: Paths | None = None) -> str:
+    """What the runs on sets from elsewhere found, against the same runs on the test split."""
+    profile_results = (paths or Paths.default()).profile_results(profile)
+    runs = store.load_external(profile, paths)
+    if not runs:
+        return f"No set from elsewhere was evaluated under the {profile} profile."
+    sentences = []
+    for (name, run_name), run in runs.items():
+        counts, overall = run.metrics["photos"], run.metrics["overall"]
+        home = test_split_run(profile_results, run_name)
+        said = f"On the set {name} ({counts['evaluated']:,} of {counts['labelled']:,} photos"
+        said += f" evaluated), {run_name}'s age MAE was {_value(overall, 'age_mae', 2)} years"
+        if home is not None:
+            said += f" against {_value(home.metrics['overall'], 'age_mae', 2)} on the test split"
+        said += f", its gender accuracy {_value(overall, 'gender_accuracy', 3)}"
+        if home is not None:
+            said += f" against {_value(home.metrics['overall'], 'gender_accuracy', 3)}"
+        sentences.append(said + ".")
+    return " ".join(sentences)
+
+
+def _value(overall: dict, metric: str, digits: int) -> str:
+    value = overall.get(metric)
+    return "not measured" if value is None else f"{value:.{digits}f}"

@@ -360,14 +360,11 @@ def test_the_runs_on_sets_are_tabled_beside_the_same_runs_on_the_test_split(
     runs = store.load_external("mine", project)
     assert list(runs) == [("set", "tiny")]
     table = tables.external_table(runs, {"tiny": runs[("set", "tiny")]})
-    row = table.loc[("set", "tiny")]
-    assert (row["photos"], row["evaluated"], row["no face found"], row["unreadable"]) == (
-        4,
-        2,
-        1,
-        1,
-    )
-    assert row["age MAE"] == row["test split age MAE"] and "±" in row["age MAE"]
+    column = table[("set", "tiny")]
+    assert column["photos evaluated"] == "2 of 4"
+    assert (column["no face found"], column["unreadable"]) == (1, 1)
+    assert column["age MAE on the set"] == column["age MAE on the test split"]
+    assert "±" in column["age MAE on the set"]
 
 
 # --- the chapter's set ----------------------------------------------------------------------
@@ -378,6 +375,7 @@ def test_the_chapter_says_how_to_evaluate_a_set_until_there_is_one(
 ):
     from pandas.io.formats.style import Styler
 
+    assert "No set from elsewhere" in external.chapter_sentence("mine", project)
     note = external.chapter_view("mine", project)
     assert "agegender run mine --only 08_using_a_model -p external_set=" in note
     assert "agegender evaluate" in note
@@ -395,6 +393,9 @@ def test_the_chapter_says_how_to_evaluate_a_set_until_there_is_one(
     )
     view = external.chapter_view("mine", project)
     assert isinstance(view, Styler) and "tiny" in view.to_html()
+    sentence = external.chapter_sentence("mine", project)
+    assert sentence.startswith("On the set set (2 of 4 photos evaluated), tiny's age MAE was ")
+    assert "against" not in sentence  # no test-split run of that name here
 
 
 @pytest.mark.parametrize(

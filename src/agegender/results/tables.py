@@ -277,30 +277,28 @@ def _untrained_parts(runs) -> list[str]:
 
 
 def external_table(external: dict, in_domain: dict[str, RunResults]) -> pd.DataFrame:
-    """One row per run on a set from elsewhere (`store.load_external`): the set's photos and
-    what became of them, age MAE and gender accuracy with their 95 % intervals, and the same
-    run's on UTKFace's test split (`in_domain`, by run name) beside them."""
-    rows = []
+    """One column per run on a set from elsewhere (`store.load_external`, by set and run): what
+    became of the set's photos, and age MAE and gender accuracy with their 95 % intervals on the
+    set and, beside them, the same run's on UTKFace's test split (`in_domain`, by run name)."""
+    columns = {}
     for (name, run_name), run in external.items():
         counts = run.metrics["photos"]
         home = in_domain.get(run_name)
-        rows.append(
-            {
-                "set": name,
-                "run": run_name,
-                "photos": counts["labelled"],
-                "evaluated": counts["evaluated"],
-                "no face found": counts["no_face"] + counts.get("whole_image", 0),
-                "unreadable": counts["unreadable"],
-                "age MAE": _metric_cell(run, "age_mae", 2),
-                "gender accuracy": _metric_cell(run, "gender_accuracy", 3),
-                "test split age MAE": _metric_cell(home, "age_mae", 2) if home else None,
-                "test split gender accuracy": _metric_cell(home, "gender_accuracy", 3)
-                if home
-                else None,
-            }
-        )
-    return pd.DataFrame(rows).set_index(["set", "run"]) if rows else pd.DataFrame()
+        columns[(name, run_name)] = {
+            "photos evaluated": f"{counts['evaluated']:,} of {counts['labelled']:,}",
+            "no face found": counts["no_face"] + counts.get("whole_image", 0),
+            "unreadable": counts["unreadable"],
+            "age MAE on the set": _metric_cell(run, "age_mae", 2),
+            "age MAE on the test split": _metric_cell(home, "age_mae", 2) if home else None,
+            "gender accuracy on the set": _metric_cell(run, "gender_accuracy", 3),
+            "gender accuracy on the test split": _metric_cell(home, "gender_accuracy", 3)
+            if home
+            else None,
+        }
+    table = pd.DataFrame(columns)
+    if len(table.columns):
+        table.columns = table.columns.set_names(["set", "run"])
+    return table
 
 
 def _metric_cell(run: RunResults, metric: str, digits: int) -> str | None:
