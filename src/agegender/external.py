@@ -697,9 +697,10 @@ def chapter_view(profile: str, paths: Paths | None = None):
     return tables.styled(
         tables.external_table(runs, in_domain),
         "Each run on a set from elsewhere beside the same run on UTKFace's test split: the "
-        "photos of the set, how many were evaluated (the largest face of each), how many had no "
-        "face found or could not be read, and age MAE and gender accuracy ± the half-width of "
-        "their 95% bootstrap intervals",
+        "photos of the set and how many were evaluated (the largest face of each), how many had "
+        "no face found (the model leaves such a photo out; the peer answers on the whole photo) "
+        "or could not be read, and age MAE and gender accuracy ± the half-width of their 95% "
+        "bootstrap intervals",
         "external",
     )
 

