@@ -540,7 +540,8 @@ def parameters_tables(root: Path | None = None) -> dict:
         if rows:
             table = pd.DataFrame(rows).T.rename_axis(columns="parameter")
             caption = f"{notebook.name}: what each profile runs it with"
-            tables[notebook.stem] = styled(table, caption, f"parameters_{notebook.stem}")
+            name = f"parameters_{notebook.stem}"
+            tables[notebook.stem] = styled(table, caption, name, prose=("meaning",))
     return tables
 
 

@@ -160,3 +160,11 @@ def test_chapter_times_say_what_the_plus_means_and_when_in_utc():
     assert table.loc["01_data", "commit (+: uncommitted changes)"] == "0123456789+"
     assert table.loc["01_data", "finished (UTC)"] == "2026-12-03 08:49"
     assert table.loc["all chapters", "minutes"] == 1.5
+
+
+def test_a_prose_column_wraps_while_the_others_read_on_one_line():
+    table = pd.DataFrame({"meaning": ["a long sentence " * 5], "cpu": ["64"]}, index=["size"])
+    html = tables.styled(table, "Parameters", "t", prose=("meaning",)).to_html()
+    style = html.split("</style>")[0]
+    assert "#T_t_row0_col0" in style and "white-space: normal" in style
+    assert "row0_col1" not in style

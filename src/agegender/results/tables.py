@@ -114,7 +114,9 @@ COMPARED = (
 SUMMARISED = ("age_mae", "gender_accuracy")  # the metrics of a model chapter's `group_summary`
 
 
-def styled(table: pd.DataFrame, caption: str, name: str, formats=None) -> Styler:
+def styled(
+    table: pd.DataFrame, caption: str, name: str, formats=None, prose: tuple[str, ...] = ()
+) -> Styler:
     """`table` as the book shows it: titled by `caption`, its index names unshown (no empty
     header row; a name of the columns labels the row labels' column), a missing value as
     `NO_VALUE` (the caption says what it means), styled like the book's other tables
@@ -125,12 +127,16 @@ def styled(table: pd.DataFrame, caption: str, name: str, formats=None) -> Styler
         caption: the table's title (and any note on what its cells mean).
         name: a short id, unique on its page, so that the HTML is the same at every execution.
         formats: per column, a format string or callable (see `pandas.io.formats.style.Styler`).
+        prose: columns of sentences, which wrap (every other cell reads on one line, so that a
+            table of short values with one such column would otherwise scroll on any screen).
     """
     table = table.rename_axis(index=[None] * table.index.nlevels)
     if table.isna().to_numpy().any():
         caption += f" ({NO_VALUE}: not defined for this group)"
     styler = Styler(table, uuid=re.sub(r"[^A-Za-z0-9_-]", "_", name), cell_ids=False)
     styler.set_caption(caption).set_table_attributes('class="dataframe"')
+    if prose:
+        styler.set_properties(subset=list(prose), **{"white-space": "normal", "min-width": "12em"})
     return styler.format(formats, na_rep=NO_VALUE)
 
 
