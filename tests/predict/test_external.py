@@ -135,6 +135,27 @@ def photo_set(tmp_path, squares_photo):
     return folder, labels
 
 
+@pytest.fixture
+def evaluate_set(photo_set, tiny_model_file, red_squares, project):
+    """`external.evaluate` of `photo_set` (its bad label skipped) with the tiny model, red
+    squares for faces, under the profile "mine"."""
+    folder, labels = photo_set
+
+    def evaluate(**options):
+        return external.evaluate(
+            folder,
+            labels=labels,
+            model=Predictor(tiny_model_file, red_squares),
+            profile="mine",
+            skip_bad=True,
+            bootstrap_resamples=20,
+            paths=project,
+            **options,
+        )
+
+    return evaluate
+
+
 def test_bad_labels_stop_everything_before_any_photo_is_read(
     photo_set, tiny_model_file, red_squares, project
 ):
@@ -146,19 +167,10 @@ def test_bad_labels_stop_everything_before_any_photo_is_read(
 
 
 def test_every_photo_is_counted_and_the_faces_found_are_measured(
-    photo_set, tiny_model_file, red_squares, project
+    evaluate_set, photo_set, tiny_model_file, red_squares, project
 ):
-    folder, labels = photo_set
-    predictor = Predictor(tiny_model_file, red_squares)
-    [written] = external.evaluate(
-        folder,
-        labels=labels,
-        model=predictor,
-        profile="mine",
-        skip_bad=True,
-        bootstrap_resamples=20,
-        paths=project,
-    )
+    folder, _ = photo_set
+    [written] = evaluate_set()
     assert written == project.results / "mine" / "external" / "set" / "tiny"
     run = store.load(written)
     assert run.predictions["file"].tolist() == ["one.jpg", "two.png"]
@@ -177,7 +189,7 @@ def test_every_photo_is_counted_and_the_faces_found_are_measured(
     assert run.metrics["overall"]["n"] == 2
     assert run.provenance["parameters"]["photos_sha256"]
     # each photo's largest face, answered as `agegender predict` answers it
-    answers = predict(folder / "two.png", predictor)
+    answers = predict(folder / "two.png", Predictor(tiny_model_file, red_squares))
     assert run.predictions["age_pred"].iloc[1] == pytest.approx(answers["age"].iloc[0], abs=0.05)
     assert (
         "4 labelled photo(s): 2 evaluated, 1 without a face found, 1 unreadable"
@@ -314,23 +326,13 @@ def test_the_test_splits_own_files_give_the_test_splits_numbers(utkface_folder, 
 
 
 def test_the_peer_is_tested_on_the_same_photos_and_its_whole_photo_answers_are_counted(
-    photo_set, tiny_model_file, red_squares, project
+    evaluate_set, project
 ):
     from agegender import peer
 
     if reason := peer.available():
         pytest.skip(reason)
-    folder, labels = photo_set
-    written = external.evaluate(
-        folder,
-        labels=labels,
-        model=Predictor(tiny_model_file, red_squares),
-        profile="mine",
-        peer=True,
-        skip_bad=True,
-        bootstrap_resamples=20,
-        paths=project,
-    )
+    written = evaluate_set(peer=True)
     assert [path.name for path in written] == ["tiny", "age_and_gender_detector"]
     # read back by set, the model's run before the peer's (not in name order)
     assert list(store.load_external("mine", project)) == [
@@ -347,21 +349,10 @@ def test_the_peer_is_tested_on_the_same_photos_and_its_whole_photo_answers_are_c
     assert store.load_peers("mine", project) == {} and store.load_baselines("mine", project) == {}
 
 
-def test_the_runs_on_sets_are_tabled_beside_the_same_runs_on_the_test_split(
-    photo_set, tiny_model_file, red_squares, project
-):
+def test_the_runs_on_sets_are_tabled_beside_the_same_runs_on_the_test_split(evaluate_set, project):
     from agegender.results import tables
 
-    folder, labels = photo_set
-    external.evaluate(
-        folder,
-        labels=labels,
-        model=Predictor(tiny_model_file, red_squares),
-        profile="mine",
-        skip_bad=True,
-        bootstrap_resamples=20,
-        paths=project,
-    )
+    evaluate_set()
     runs = store.load_external("mine", project)
     assert list(runs) == [("set", "tiny")]
     table = tables.external_table(runs, {"tiny": runs[("set", "tiny")]})
@@ -375,9 +366,7 @@ def test_the_runs_on_sets_are_tabled_beside_the_same_runs_on_the_test_split(
 # --- the chapter's set ----------------------------------------------------------------------
 
 
-def test_the_chapter_says_how_to_evaluate_a_set_until_there_is_one(
-    photo_set, tiny_model_file, red_squares, project
-):
+def test_the_chapter_says_how_to_evaluate_a_set_until_there_is_one(evaluate_set, project):
     from pandas.io.formats.style import Styler
 
     assert "No set from elsewhere" in external.chapter_sentence("mine", project)
@@ -386,16 +375,7 @@ def test_the_chapter_says_how_to_evaluate_a_set_until_there_is_one(
     assert "agegender evaluate" in note
     assert external.chapter_evaluate("mine", "custom_cnn", None, paths=project) == []
 
-    folder, labels = photo_set
-    external.evaluate(
-        folder,
-        labels=labels,
-        model=Predictor(tiny_model_file, red_squares),
-        profile="mine",
-        skip_bad=True,
-        bootstrap_resamples=20,
-        paths=project,
-    )
+    evaluate_set()
     view = external.chapter_view("mine", project)
     assert isinstance(view, Styler) and "tiny" in view.to_html()
     sentence = external.chapter_sentence("mine", project)
@@ -417,3 +397,40 @@ def test_the_chapters_set_parameters_are_refused_before_any_chapter_runs(values,
     with pytest.raises(AgegenderError, match=message):
         runner.plan("smoke", overrides=values, only=["08_using_a_model"])
     external.check_chapter_parameters(external_set=None, external_name_pattern=r"(?P<age>\d+)")
+
+
+@pytest.mark.real_data
+def test_real_faces_pasted_into_photos_are_found_and_measured(real_faces, tiny_model_file, project):
+    from PIL import Image
+
+    from agegender.faces import detect, synthetic
+
+    if reason := detect.available():
+        pytest.skip(reason)
+    files, split = real_faces
+    folder = project.root / "pasted"
+    folder.mkdir()
+    truths = {}
+    rng = np.random.default_rng(15)
+    for file in files:
+        canvas = synthetic.compose(Image.open(file).convert("RGB"), rng)
+        canvas.image.save(folder / file.name, quality=95)  # UTKFace's name: its labels
+        truths[file.name] = canvas.face_boxes()[0]
+    [written] = external.evaluate(
+        folder,
+        name_pattern=UTKFACE_NAMES,
+        model=tiny_model_file,
+        profile="mine",
+        bootstrap_resamples=20,
+        paths=project,
+    )
+    run = store.load(written)
+    counts = run.metrics["photos"]
+    assert counts["evaluated"] >= 8 and counts["evaluated"] + counts["no_face"] == len(files)
+    for row in run.predictions.itertuples():  # each answer is of the face pasted there
+        assert synthetic.is_of(
+            tuple(int(v) for v in row.box.strip("()").split(",")), truths[row.file]
+        )
+    labels = split.set_index("file").loc[run.predictions["file"]]
+    assert run.predictions["age_true"].tolist() == labels["age"].astype(float).tolist()
+    assert run.predictions["gender_true"].tolist() == labels["gender"].tolist()
