@@ -305,7 +305,7 @@ def evaluate(
     """
     paths = paths or Paths.default()
     source = Path(source)
-    check_request(labels, name_pattern, peer)
+    check_request(source, labels, name_pattern, peer)
     predictor = model if isinstance(model, Predictor) else Predictor(model, paths=paths)
     folder_profile, run = model_run(predictor.model_file, paths, profile)
     folder_set = set_name(source, name)
@@ -340,13 +340,15 @@ def evaluate(
     return written
 
 
-def check_request(labels, name_pattern: str | None, peer: bool) -> None:
-    """Refuse labels given both ways or neither, a missing labels file, a bad name pattern, and
-    the peer where it is not installed.
+def check_request(source: Path, labels, name_pattern: str | None, peer: bool) -> None:
+    """Refuse a missing source, labels given both ways or neither, a missing labels file, a bad
+    name pattern, and the peer where it is not installed (before the model is loaded).
 
     Raises:
         AgegenderError: saying which.
     """
+    if not source.exists():
+        raise AgegenderError(f"No such folder or archive: {source}.")
     if (labels is None) == (name_pattern is None):
         raise AgegenderError(
             "Give the labels either as a CSV file (--labels) or as a name "

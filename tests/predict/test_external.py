@@ -259,6 +259,12 @@ def test_the_command_refuses_bad_labels_with_their_lines_and_a_non_zero_status(
     assert "line 6: no photo 'ghost.jpg' in the set" in capsys.readouterr().err
 
 
+def test_a_missing_set_is_refused_before_the_model_is_loaded(project, capsys):
+    status = main(["evaluate", "/no/such/set", "--name-pattern", UTKFACE_NAMES])
+    assert status == 2
+    assert "No such folder or archive: /no/such/set" in capsys.readouterr().err
+
+
 def test_the_command_needs_one_way_of_labelling(photo_set):
     folder, labels = photo_set
     with pytest.raises(SystemExit):
