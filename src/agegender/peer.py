@@ -216,7 +216,7 @@ def evaluate_on_utkface(
         },
     }
     fingerprint = json_sha256([FORMAT, version, split_sha256, parameters])
-    if not fresh and _done(folder, fingerprint):
+    if not fresh and store.written_with(folder, fingerprint):
         return folder
     store.check_replaceable(
         folder, profile=profile, run=name, command=store.COMPARISON_COMMAND.format(profile)
@@ -310,11 +310,6 @@ def detection_summary(table) -> dict:
             "metrics": evaluation.metrics(table[faces > 0]),
         }
     )
-
-
-def _done(folder: Path, fingerprint: str) -> bool:
-    record = store.provenance_of(folder)
-    return record is not None and record.get("fingerprint") == fingerprint
 
 
 def _model_files(folder: Path) -> dict[str, str]:

@@ -317,7 +317,22 @@ def predict(paths, model=None, *, annotate=None, detector=None, progress=None) -
 
 
 def draw_faces(photo: Photo, rows: pd.DataFrame, folder: Path) -> Path:
-    """Write `photo` with its faces' boxes and ``age, gender`` labels into `folder`."""
+    """Write `photo` with its faces' boxes and ``age, gender`` labels (`annotated`) into
+    `folder`: same name; other formats than JPEG and PNG as ``NAME.png``."""
+    image = annotated(photo, rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = photo.path.suffix.lower()
+    out = folder / (photo.path.name + ("" if suffix in (".jpg", ".jpeg", ".png") else ".png"))
+    if out.suffix.lower() == ".png":
+        image.save(out)
+    else:
+        image.save(out, quality=92)
+    return out
+
+
+def annotated(photo: Photo, rows: pd.DataFrame) -> Image.Image:
+    """A copy of `photo` with its faces' boxes (`rows` of the predict table) and ``age, gender``
+    labels drawn: pink for female, blue for male."""
     image = photo.image.copy()
     draw = ImageDraw.Draw(image)
     width = max(2, round(max(image.size) / 400))
@@ -333,14 +348,7 @@ def draw_faces(photo: Photo, rows: pd.DataFrame, folder: Path) -> Path:
         ty = y - (bottom - top) - 2 * width if y - (bottom - top) - 2 * width >= 0 else y + h
         draw.rectangle((x, ty, x + right - left + 2 * width, ty + bottom + width), fill=colour)
         draw.text((x + width, ty), label, fill=(255, 255, 255), font=font)
-    folder.mkdir(parents=True, exist_ok=True)
-    suffix = photo.path.suffix.lower()
-    out = folder / (photo.path.name + ("" if suffix in (".jpg", ".jpeg", ".png") else ".png"))
-    if out.suffix.lower() == ".png":
-        image.save(out)
-    else:
-        image.save(out, quality=92)
-    return out
+    return image
 
 
 def _font(size: int):

@@ -27,7 +27,6 @@ tables needs neither Keras nor dlib.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -195,7 +194,7 @@ def measure(
         },
     }
     fingerprint = json_sha256([FORMAT, model_sha256, split_sha256, parameters, finder])
-    if not fresh and _done(folder, fingerprint):
+    if not fresh and store.written_with(folder, fingerprint):
         return folder
     command = f"agegender run {profile} --only {CHAPTER}"
     store.check_replaceable(folder, profile=profile, run=NAME, command=command)
@@ -249,23 +248,17 @@ def measure(
     return store.write_run(folder, predictions=table, metrics=metrics, provenance=record)
 
 
-def _done(folder: Path, fingerprint: str) -> bool:
-    record = store.provenance_of(folder)
-    return record is not None and record.get("fingerprint") == fingerprint
-
-
 def _group_photo(data: UTKFace, predictor, rows: np.ndarray, seed: int) -> dict:
-    """The group photo of the split's `rows`, through `agegender.predict.predict`: its files and
-    true labels, every face found (``detections``, the predict table's rows) and which of them is
-    of which face (``matched``: the detection's number, or None)."""
+    """The group photo of the split's `rows`, through `agegender.predict.Predictor.faces` (as
+    `agegender predict` reads a photo): its files and true labels, every face found
+    (``detections``, the predict table's rows) and which of them is of which face (``matched``:
+    the detection's number, or None)."""
     from agegender import predict
 
     split = data.split.iloc[rows]
     canvas = group_canvas(data.paths.images, split["file"], seed)
-    with tempfile.TemporaryDirectory() as folder:
-        photo = Path(folder) / "group_photo.png"
-        canvas.image.save(photo)
-        table = predict.faces_of(predict.predict(photo, model=predictor))
+    photo = predict.Photo(path=Path("group_photo.png"), image=canvas.image, scale=1.0)
+    table = predict.faces_of(predictor.faces(photo))
     detections = [
         {
             "face": int(row.face),
@@ -623,11 +616,11 @@ def _margin_verdict(table: pd.DataFrame) -> str:
 
 def annotated_group_photo(paths: Paths, run: RunResults | None) -> Image.Image | None:
     """The group photo with the boxes and answers the run recorded, drawn by
-    `agegender.predict.draw_faces` (the photo is made again from its files and seed: neither
+    `agegender.predict.annotated` (the photo is made again from its files and seed: neither
     the model nor the detector is needed). None without a run, or without the images."""
     if run is None:
         return None
-    from agegender.predict import Photo, draw_faces
+    from agegender.predict import Photo, annotated
 
     group = run.metrics["group_photo"]
     if not all((paths.images / file).is_file() for file in group["files"]):
@@ -635,11 +628,7 @@ def annotated_group_photo(paths: Paths, run: RunResults | None) -> Image.Image |
     canvas = group_canvas(paths.images, group["files"], run.provenance["parameters"]["seed"])
     rows = pd.DataFrame(group["detections"], columns=["face", "box", "age", "gender"])
     rows["box"] = [tuple(box) for box in rows["box"]]
-    with tempfile.TemporaryDirectory() as folder:
-        photo = Photo(path=Path(folder) / "group_photo.png", image=canvas.image, scale=1.0)
-        written = draw_faces(photo, rows, Path(folder) / "annotated")
-        with Image.open(written) as image:
-            return image.copy()
+    return annotated(Photo(path=Path("group_photo.png"), image=canvas.image, scale=1.0), rows)
 
 
 def chapter_values(run: RunResults | None, reason: str, *, profile: str, model: str, paths: Paths):

@@ -165,6 +165,13 @@ def _json(payload: dict) -> str:
     return json.dumps(evaluation.to_json_ready(payload), indent=2, sort_keys=True) + "\n"
 
 
+def written_with(folder: Path, fingerprint: str) -> bool:
+    """Whether the folder holds a complete run whose provenance has this ``fingerprint`` (of
+    everything its numbers depend on), so that it need not be made again."""
+    record = provenance_of(folder)
+    return record is not None and record.get("fingerprint") == fingerprint
+
+
 def provenance_of(folder: Path) -> dict | None:
     """A complete run's provenance (None when the folder holds no complete run)."""
     needed = (METRICS, PREDICTIONS, PROVENANCE)
